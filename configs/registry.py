@@ -1,0 +1,220 @@
+"""The model registry schema: every default and every rule about `configs/models.yaml` lives here.
+
+Usage:
+    from configs.registry import load_registry
+    reg = load_registry()                      # configs/models.yaml
+    model = reg.resolve("qwen")                # exact id, then alias, then match rule
+    print(model.id, model.upstreams)
+
+Errors name the offending field, e.g. ``models.qwen3.aliases[0]: alias 'qwen' is already ...``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REGISTRY = REPO_ROOT / "configs" / "models.yaml"
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the field."""
+
+
+class _Strict(BaseModel):
+    # A typo in the YAML must fail loudly, not fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    """Per-model proxy timeouts, in seconds."""
+
+    connect_s: float = Field(2.0, gt=0, description="TCP connect; short so failover is quick")
+    send_s: float = Field(60.0, gt=0, description="between two writes of the request")
+    read_s: float = Field(600.0, gt=0, description="between two reads; covers a slow first token")
+
+
+class ServeRecipe(_Strict):
+    """How one `trtllm-serve` container serves the model (compose and trtllm/ derive from it)."""
+
+    service: str = Field(description="compose service name; also the upstream host name")
+    port: int = Field(8000, ge=1, le=65535, description="port trtllm-serve listens on")
+    backend: Literal["pytorch", "_autodeploy", "tensorrt"] = "pytorch"
+    config: str = Field(description="--extra_llm_api_options file, relative to the repo root")
+    reasoning_parser: str | None = None
+    tool_parser: str | None = None
+    trust_remote_code: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class BuildRecipe(_Strict):
+    """How `build_engines` makes the served checkpoint from Hugging Face weights."""
+
+    source: str = Field(description="Hugging Face repo of the unquantized weights")
+    revision: str = "main"
+    quant: Literal["nvfp4", "fp8"] = "nvfp4"
+    kv_cache: Literal["auto", "fp8"] = "auto"
+
+
+class Model(_Strict):
+    """One served model, keyed in the YAML by the public id clients send."""
+
+    id: str
+    aliases: tuple[str, ...] = ()
+    match: tuple[str, ...] = Field(
+        (),
+        description="case-insensitive substrings; a `model` containing one routes here "
+        "when it is neither an id nor an alias",
+    )
+    upstreams: tuple[str, ...] = Field(default=(), description="HOST:PORT of trtllm-serve; default service:port")
+    timeouts: Timeouts = Timeouts()
+    serve: ServeRecipe
+    build: BuildRecipe | None = None
+
+    @field_validator("aliases", "match")
+    @classmethod
+    def _names_are_clean(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for i, v in enumerate(values):
+            if not v or v != v.strip():
+                raise ValueError(f"[{i}] must be a non-empty string without surrounding spaces")
+        return values
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams_are_host_port(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for i, v in enumerate(values):
+            parse_host_port(v, where=f"[{i}]")
+        return values
+
+    @model_validator(mode="after")
+    def _default_upstream(self) -> "Model":
+        if not self.upstreams:
+            object.__setattr__(self, "upstreams", (f"{self.serve.service}:{self.serve.port}",))
+        return self
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The id and every alias: the exact names this model answers to."""
+        return (self.id, *self.aliases)
+
+
+class HealthSettings(_Strict):
+    interval_s: float = Field(2.0, gt=0, description="how often one worker probes every upstream's /health")
+    timeout_s: float = Field(1.0, gt=0, description="per probe")
+
+
+class RouterSettings(_Strict):
+    port: int = Field(8000, ge=1, le=65535)
+    health: HealthSettings = HealthSettings()
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 for a model not ready")
+
+
+class Registry(_Strict):
+    router: RouterSettings = RouterSettings()
+    models: dict[str, Model]
+    profiles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_unique_and_unambiguous(self) -> "Registry":
+        owner: dict[str, str] = {}
+        for mid, m in self.models.items():
+            for i, name in enumerate(m.names):
+                where = f"models.{mid}." + ("id" if i == 0 else f"aliases[{i - 1}]")
+                key = name.lower()
+                if key in owner and owner[key] != mid:
+                    raise ValueError(f"{where}: name '{name}' is already used by model '{owner[key]}'")
+                if key in owner:
+                    raise ValueError(f"{where}: name '{name}' is listed twice")
+                owner[key] = mid
+        rules = [(r.lower(), mid, i) for mid, m in self.models.items() for i, r in enumerate(m.match)]
+        for r, mid, i in rules:
+            for other, omid, _ in rules:
+                # Rule A inside rule B means a `model` containing B matches both models.
+                if omid != mid and r in other:
+                    raise ValueError(
+                        f"models.{mid}.match[{i}]: rule '{r}' also matches every name containing "
+                        f"rule '{other}' of model '{omid}', so routing would be ambiguous"
+                    )
+        for pname, ids in self.profiles.items():
+            for i, ref in enumerate(ids):
+                if self.find(ref) is None:
+                    raise ValueError(f"profiles.{pname}[{i}]: '{ref}' is not a model id or alias")
+        return self
+
+    def find(self, name: str) -> Model | None:
+        """Exact id or alias, case-insensitive; no substring rules."""
+        key = name.lower()
+        for m in self.models.values():
+            if key in (n.lower() for n in m.names):
+                return m
+        return None
+
+    def resolve(self, name: str) -> Model:
+        """The model a request's `model` field routes to: exact names first, then match rules."""
+        found = self.find(name)
+        if found is not None:
+            return found
+        hits = [m for m in self.models.values() if any(r.lower() in name.lower() for r in m.match)]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise RegistryError(f"model '{name}' matches rules of several models: {[m.id for m in hits]}")
+        raise RegistryError(f"model '{name}' is not in the registry; known: {sorted(self.models)}")
+
+    def profile(self, name: str) -> list[Model]:
+        if name not in self.profiles:
+            raise RegistryError(f"unknown profile '{name}'; known: {sorted(self.profiles)}")
+        return [self.find(ref) for ref in self.profiles[name]]  # type: ignore[misc]
+
+
+def parse_host_port(value: str, where: str = "upstream") -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port), with an error naming `where`."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{where}: '{value}' is not HOST:PORT")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(part and (part.replace("-", "").replace("_", "").isalnum()) for part in host.split(".")):
+            raise ValueError(f"{where}: '{host}' is neither an IP address nor a host name") from None
+    return host, int(port)
+
+
+def _format_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def parse_registry(data: object, source: str = "registry") -> Registry:
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise RegistryError(f"{source}: top level must be a mapping with a 'models' mapping")
+    models = {}
+    for mid, entry in data["models"].items():
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{source}: models.{mid}: must be a mapping")
+        if "id" in entry:
+            raise RegistryError(f"{source}: models.{mid}.id: the key is the id; remove the field")
+        models[mid] = {"id": mid, **entry}
+    try:
+        return Registry.model_validate({**data, "models": models})
+    except ValidationError as err:
+        raise RegistryError(f"{source}: {_format_error(err)}") from None
+
+
+def load_registry(path: str | Path = DEFAULT_REGISTRY) -> Registry:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise RegistryError(f"{path}: {err}") from None
+    return parse_registry(data, source=str(path))
