@@ -46,6 +46,11 @@ class ServeRecipe(_Strict):
     port: int = Field(8000, ge=1, le=65535, description="port trtllm-serve listens on")
     backend: Literal["pytorch", "_autodeploy", "tensorrt"] = "pytorch"
     config: str = Field(description="--extra_llm_api_options file, relative to the repo root")
+    checkpoint: str | None = Field(
+        None,
+        description="MODEL argument of trtllm-serve: a Hugging Face id or a checkpoint directory "
+        "(e.g. one made by build_engines); default: the model's id",
+    )
     reasoning_parser: str | None = None
     tool_parser: str | None = None
     trust_remote_code: bool = False
