@@ -1,0 +1,155 @@
+-- Surgical edits of a JSON request body. cjson re-encoding would change numbers, turn [] into
+-- {} and lose key order (DEV_ENV.md), so the router edits only the bytes of one top-level
+-- member and forwards everything else exactly as the client sent it. Pure: no ngx.* use.
+local _M = { _VERSION = "0.1.0" }
+
+local byte = string.byte
+local find = string.find
+local sub = string.sub
+
+local B_QUOTE, B_BSLASH, B_COLON, B_COMMA = 34, 92, 58, 44
+local B_LBRACE, B_RBRACE, B_LBRACK, B_RBRACK = 123, 125, 91, 93
+
+local function skip_space(s, i)
+    return find(s, "[^ \t\r\n]", i) or #s + 1
+end
+
+local function trim_back(s, i)
+    while i > 0 do
+        local b = byte(s, i)
+        if b ~= 32 and b ~= 9 and b ~= 13 and b ~= 10 then
+            return i
+        end
+        i = i - 1
+    end
+    return i
+end
+
+-- Returns the end index of the string literal starting at quote index i.
+local function string_end(s, i)
+    local k = i + 1
+    while true do
+        local q = find(s, '["\\]', k)
+        if not q then
+            return nil
+        end
+        if byte(s, q) == B_BSLASH then
+            k = q + 2
+        else
+            return q
+        end
+    end
+end
+
+-- Top-level members of a JSON object text, in order:
+-- { key = raw key text, kstart = index of the key's opening quote,
+--   vstart, vend = the value's bytes, sep = index of the ',' or '}' that ends the member }.
+-- Assumes the text already decoded as a JSON object (the router checks with cjson first).
+function _M.members(s)
+    local i = skip_space(s, 1)
+    if byte(s, i) ~= B_LBRACE then
+        return nil, "not a JSON object"
+    end
+    local members, cur = {}, nil
+    local depth = 1
+    i = i + 1
+    while true do
+        local j = find(s, '["{}%[%],:]', i)
+        if not j then
+            return nil, "unterminated JSON object"
+        end
+        local b = byte(s, j)
+        if b == B_QUOTE then
+            local q = string_end(s, j)
+            if not q then
+                return nil, "unterminated JSON string"
+            end
+            if depth == 1 and cur == nil then
+                cur = { key = sub(s, j + 1, q - 1), kstart = j }
+            end
+            i = q + 1
+        elseif depth == 1 and b == B_COLON then
+            cur.vstart = skip_space(s, j + 1)
+            i = j + 1
+        elseif b == B_LBRACE or b == B_LBRACK then
+            depth = depth + 1
+            i = j + 1
+        elseif (b == B_COMMA and depth == 1) or ((b == B_RBRACE or b == B_RBRACK) and depth == 1) then
+            if cur then
+                cur.vend, cur.sep = trim_back(s, j - 1), j
+                members[#members + 1] = cur
+                cur = nil
+            end
+            if b ~= B_COMMA then
+                return members
+            end
+            i = j + 1
+        elseif b == B_RBRACE or b == B_RBRACK then
+            depth = depth - 1
+            i = j + 1
+        else
+            i = j + 1
+        end
+    end
+end
+
+-- The last member named key (JSON parsers keep the last of duplicates), or nil.
+local function last_member(members, key)
+    for n = #members, 1, -1 do
+        if members[n].key == key then
+            return members[n], n
+        end
+    end
+end
+
+-- The raw JSON text of a top-level member's value, or nil.
+function _M.get_raw(s, key)
+    local members, err = _M.members(s)
+    if not members then
+        return nil, err
+    end
+    local m = last_member(members, key)
+    return m and sub(s, m.vstart, m.vend)
+end
+
+-- Sets a top-level member to raw JSON text: replaced in place when present, else appended.
+function _M.set_raw(s, key, raw)
+    local members, err = _M.members(s)
+    if not members then
+        return nil, err
+    end
+    local m = last_member(members, key)
+    if m then
+        return sub(s, 1, m.vstart - 1) .. raw .. sub(s, m.vend + 1)
+    end
+    local close = trim_back(s, #s)   -- the object's closing '}'
+    local before = trim_back(s, close - 1)
+    local comma = byte(s, before) == B_LBRACE and "" or ","
+    return sub(s, 1, before) .. comma .. '"' .. key .. '":' .. raw .. sub(s, before + 1)
+end
+
+-- Removes every top-level member named key.
+function _M.remove(s, key)
+    local members, err = _M.members(s)
+    if not members then
+        return nil, err
+    end
+    for n = #members, 1, -1 do
+        local m = members[n]
+        if m.key == key then
+            local prev = members[n - 1]
+            if byte(s, m.sep) == B_COMMA then
+                -- drop `"key": value,` up to the next key
+                s = sub(s, 1, m.kstart - 1) .. sub(s, skip_space(s, m.sep + 1))
+            elseif prev then
+                -- last member: drop from the previous member's comma
+                s = sub(s, 1, prev.vend) .. sub(s, m.vend + 1)
+            else
+                s = sub(s, 1, m.kstart - 1) .. sub(s, m.vend + 1)
+            end
+        end
+    end
+    return s
+end
+
+return _M

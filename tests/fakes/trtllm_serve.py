@@ -1,0 +1,368 @@
+"""A fake `trtllm-serve` for tests and for the no-GPU demo.
+
+Usage:
+    python -m tests.fakes.trtllm_serve --port 8001 --model nvidia/Qwen3-30B-A3B-FP4 --load-seconds 3
+
+It behaves like the real server where the router can tell (see ../shared/TRTLLM_FACTS.md):
+- refuses connections while "loading" (the port is bound only after --load-seconds);
+- GET /health (200, or 503 "LLM is unavailable"), /health_generate (200, or 500 once the
+  "executor" died), /version, /v1/models;
+- POST /v1/chat/completions, /v1/completions, /v1/responses, streaming and not: role-first
+  chunks, `data: [DONE]`, a usage chunk only with stream_options.include_usage;
+- request models forbid unknown fields: an extra field is a 400 in trtllm's error shape
+  {"object": "error", "message", "type": "BadRequestError", "param", "code": 400};
+- echoes the request's `model` back, as the real server does.
+
+Fake-only controls (never on the real server), used by tests:
+  POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
+                       "token_interval": 0.01, "gate": true, "die_after_events": 3}
+  POST /fake/release  {"n": 1}   # with gate on, let n more stream events out
+  GET  /fake/requests             # raw bodies received on the generation endpoints
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from typing import Any, Literal, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+WORDS = ("The quick brown fox jumps over the lazy dog while the router streams every token "
+         "to the client without delay and nothing is ever lost").split()
+
+
+class _Forbid(BaseModel):
+    # trtllm-serve's OpenAIBaseModel: extra="forbid", so unknown fields are a 400.
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(_Forbid):
+    include_usage: Optional[bool] = True
+    continuous_usage_stats: Optional[bool] = False
+
+
+class ChatCompletionRequest(_Forbid):
+    # Field names of tensorrt_llm/serve/openai_protocol.py ChatCompletionRequest (1.2 era);
+    # notably no `parallel_tool_calls`.
+    messages: list[dict[str, Any]]
+    model: str
+    frequency_penalty: Optional[float] = 0.0
+    logit_bias: Optional[dict[str, float]] = None
+    logprobs: Optional[bool] = False
+    top_logprobs: Optional[int] = 0
+    max_tokens: Optional[int] = None
+    max_completion_tokens: Optional[int] = None
+    n: int = 1
+    presence_penalty: Optional[float] = 0.0
+    response_format: Optional[dict[str, Any]] = None
+    seed: Optional[int] = None
+    stop: Optional[Any] = None
+    stream: Optional[bool] = False
+    stream_options: Optional[StreamOptions] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: Optional[Any] = "none"
+    user: Optional[str] = None
+    reasoning_effort: Optional[Literal["low", "medium", "high"]] = None
+    best_of: Optional[int] = None
+    use_beam_search: bool = False
+    top_k: Optional[int] = None
+    top_p_min: Optional[float] = None
+    min_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    stop_token_ids: Optional[list[int]] = None
+    include_stop_str_in_output: bool = False
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    truncate_prompt_tokens: Optional[int] = None
+    echo: bool = False
+    add_generation_prompt: bool = True
+    add_special_tokens: bool = False
+    documents: Optional[list[dict[str, str]]] = None
+    chat_template: Optional[str] = None
+    chat_template_kwargs: Optional[dict[str, Any]] = None
+    disaggregated_params: Optional[dict[str, Any]] = None
+
+
+class CompletionRequest(_Forbid):
+    model: str
+    prompt: Any
+    best_of: Optional[int] = None
+    echo: Optional[bool] = False
+    frequency_penalty: Optional[float] = 0.0
+    logit_bias: Optional[dict[str, float]] = None
+    logprobs: Optional[int] = None
+    max_tokens: Optional[int] = 16
+    n: int = 1
+    presence_penalty: Optional[float] = 0.0
+    seed: Optional[int] = None
+    stop: Optional[Any] = None
+    stream: Optional[bool] = False
+    stream_options: Optional[StreamOptions] = None
+    suffix: Optional[str] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    user: Optional[str] = None
+    top_k: Optional[int] = None
+    min_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    skip_special_tokens: bool = True
+    response_format: Optional[dict[str, Any]] = None
+
+
+class ResponsesRequest(_Forbid):
+    model: str
+    input: Any
+    instructions: Optional[str] = None
+    max_output_tokens: Optional[int] = None
+    stream: Optional[bool] = False
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    reasoning: Optional[dict[str, Any]] = None
+    store: Optional[bool] = None
+    previous_response_id: Optional[str] = None
+    text: Optional[dict[str, Any]] = None
+    tools: Optional[list[dict[str, Any]]] = None
+    tool_choice: Optional[Any] = None
+    user: Optional[str] = None
+
+
+def error_response(message: str, status: int = 400, err_type: str = "BadRequestError") -> JSONResponse:
+    # trtllm's ErrorResponse: flat, not wrapped in "error".
+    return JSONResponse({"object": "error", "message": message, "type": err_type, "param": None,
+                         "code": status}, status_code=status)
+
+
+class Behaviour:
+    """What the fake does; changed at start by flags and later by POST /fake/control."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.health_status = 200
+        self.generate_ok = True
+        self.first_token_delay = args.first_token_delay
+        self.token_interval = args.token_interval
+        self.output_tokens = args.output_tokens
+        self.gate = False
+        self.die_after_events: int | None = None
+        self.released = asyncio.Semaphore(0)
+        self.requests: list[dict[str, Any]] = []
+
+
+def count_words(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(count_words(v) for v in value)
+    if isinstance(value, dict):
+        return sum(count_words(v) for v in value.values())
+    return 0
+
+
+def create_app(args: argparse.Namespace) -> FastAPI:
+    app = FastAPI()
+    b = Behaviour(args)
+    served = args.model
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(str(exc))
+
+    @app.get("/health")
+    async def health() -> Response:
+        if b.health_status != 200:
+            return Response("LLM is unavailable", status_code=b.health_status)
+        return Response(status_code=200)
+
+    @app.get("/health_generate")
+    async def health_generate() -> Response:
+        if not b.generate_ok:
+            return error_response("Health check failed: executor is not running", 500, "InternalServerError")
+        return Response(status_code=200)
+
+    @app.get("/version")
+    async def version() -> dict:
+        return {"version": args.version}
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        return {"object": "list", "data": [
+            {"id": served, "object": "model", "created": int(time.time()), "owned_by": "tensorrt_llm"}]}
+
+    @app.post("/fake/control")
+    async def control(request: Request) -> dict:
+        changes = await request.json()
+        for key, value in changes.items():
+            if not hasattr(b, key) or key in ("released", "requests"):
+                return error_response(f"unknown control '{key}'")
+            setattr(b, key, value)
+        return {"ok": True}
+
+    @app.post("/fake/release")
+    async def release(request: Request) -> dict:
+        n = (await request.json()).get("n", 1)
+        for _ in range(n):
+            b.released.release()
+        return {"ok": True}
+
+    @app.get("/fake/requests")
+    async def received() -> list:
+        return b.requests
+
+    async def record(request: Request) -> None:
+        b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8")})
+
+    def tokens_for(max_tokens: int | None) -> tuple[list[str], str]:
+        n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
+        words = [WORDS[i % len(WORDS)] for i in range(n)]
+        toks = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        return toks, "length" if max_tokens is not None and max_tokens < b.output_tokens else "stop"
+
+    async def pace(i: int) -> None:
+        if b.gate:
+            await b.released.acquire()
+        elif i == 0 and b.first_token_delay:
+            await asyncio.sleep(b.first_token_delay)
+        elif i > 0 and b.token_interval:
+            await asyncio.sleep(b.token_interval)
+
+    def sse(obj: Any) -> str:
+        return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
+
+    async def stream_events(events: list[str]):
+        for i, event in enumerate(events):
+            if b.die_after_events is not None and i >= b.die_after_events:
+                raise ConnectionAbortedError("fake executor died mid-stream")
+            await pace(i)
+            yield event
+
+    def usage(prompt: int, completion: int) -> dict:
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatCompletionRequest, request: Request) -> Response:
+        await record(request)
+        if not b.generate_ok:
+            return error_response("executor is not running", 500, "InternalServerError")
+        toks, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        prompt_tokens = count_words(req.messages)
+        if not req.stream:
+            if req.stream_options is not None:
+                return error_response("Stream options can only be defined when `stream=True`.")
+            choices = [{"index": i, "message": {"role": "assistant", "content": "".join(toks),
+                                                "reasoning_content": None, "tool_calls": []},
+                        "logprobs": None, "finish_reason": finish, "stop_reason": None}
+                       for i in range(req.n)]
+            return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": req.model,
+                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n)})
+
+        def chunk(choices: list, **extra: Any) -> str:
+            return sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                        "choices": choices, **extra})
+
+        events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                          "finish_reason": None} for i in range(req.n)])]
+        for tok in toks:
+            events.append(chunk([{"index": i, "delta": {"content": tok}, "logprobs": None, "finish_reason": None}
+                                 for i in range(req.n)]))
+        events.append(chunk([{"index": i, "delta": {"content": ""}, "logprobs": None, "finish_reason": finish,
+                              "stop_reason": None} for i in range(req.n)]))
+        if req.stream_options and req.stream_options.include_usage:
+            events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n)))
+        events.append("data: [DONE]\n\n")
+        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest, request: Request) -> Response:
+        await record(request)
+        if not b.generate_ok:
+            return error_response("executor is not running", 500, "InternalServerError")
+        toks, finish = tokens_for(req.max_tokens)
+        rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        prompt_tokens = count_words(req.prompt)
+        if not req.stream:
+            choices = [{"index": i, "text": "".join(toks), "logprobs": None, "finish_reason": finish}
+                       for i in range(req.n)]
+            return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": req.model,
+                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n)})
+
+        def chunk(choices: list, **extra: Any) -> str:
+            return sse({"id": rid, "object": "text_completion", "created": created, "model": req.model,
+                        "choices": choices, **extra})
+
+        events = [chunk([{"index": i, "text": tok, "logprobs": None, "finish_reason": None} for i in range(req.n)])
+                  for tok in toks]
+        events.append(chunk([{"index": i, "text": "", "logprobs": None, "finish_reason": finish}
+                             for i in range(req.n)]))
+        if req.stream_options and req.stream_options.include_usage:
+            events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n)))
+        events.append("data: [DONE]\n\n")
+        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+
+    @app.post("/v1/responses")
+    async def responses(req: ResponsesRequest, request: Request) -> Response:
+        await record(request)
+        toks, _ = tokens_for(req.max_output_tokens)
+        rid, created = f"resp_{uuid.uuid4().hex}", int(time.time())
+        text = "".join(toks)
+        in_tok = count_words(req.input)
+        msg_id = f"msg_{uuid.uuid4().hex}"
+        final = {"id": rid, "object": "response", "created_at": created, "model": req.model, "status": "completed",
+                 "output": [{"type": "message", "id": msg_id, "status": "completed", "role": "assistant",
+                             "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+                 "usage": {"input_tokens": in_tok, "output_tokens": len(toks), "total_tokens": in_tok + len(toks)}}
+        if not req.stream:
+            return JSONResponse(final)
+        events = [f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'response': {**final, 'status': 'in_progress', 'output': []}})}\n\n"]
+        for tok in toks:
+            delta = {"type": "response.output_text.delta", "item_id": msg_id, "output_index": 0,
+                     "content_index": 0, "delta": tok}
+            events.append(f"event: response.output_text.delta\ndata: {json.dumps(delta)}\n\n")
+        events.append(f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'response': final})}\n\n")
+        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+
+    return app
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    parser.add_argument("--model", default="fake-model", help="id reported by /v1/models (default: fake-model)")
+    parser.add_argument("--load-seconds", type=float, default=0.0,
+                        help="refuse connections this long before serving, like weight loading (default: 0)")
+    parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds (default: 0)")
+    parser.add_argument("--token-interval", type=float, default=0.0, help="seconds between tokens (default: 0)")
+    parser.add_argument("--output-tokens", type=int, default=12, help="tokens per answer (default: 12)")
+    parser.add_argument("--version", default="1.2.0", help="reported by /version (default: 1.2.0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.load_seconds:
+        time.sleep(args.load_seconds)
+    config = uvicorn.Config(create_app(args), host=args.host, port=args.port, log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=1)
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_cli_args(p)
+    sys.exit(main(p.parse_args()))
