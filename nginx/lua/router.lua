@@ -227,6 +227,7 @@ function _M.balancer()
     local peer = peers[(ctx.next + ctx.tried) % #peers + 1]
     ctx.tried = ctx.tried + 1
     ctx.peer = peer
+    ngx_var.router_peer = peer.addr
     local ok, err = balancer.set_current_peer(peer.ip, peer.port)
     if not ok then
         log(ERR, LOG, "failed to set peer ", peer.addr, ": ", err)
@@ -278,18 +279,16 @@ function _M.body_filter()
 end
 
 function _M.log()
-    -- The last try failed to connect too (502/504 from nginx itself): mark that peer as well.
-    local ctx = ngx.ctx
-    local peer = ctx.peer
-    if not peer then
+    -- The last try failed to connect too (nginx's own 502/504); earlier tries were marked by
+    -- the balancer. Runs after the redirect to @error, hence variables rather than ngx.ctx.
+    local addr = ngx_var.router_peer
+    if addr == nil or addr == "" then
         return
     end
-    local statuses = ngx_var.upstream_status or ""
-    local connect = ngx_var.upstream_connect_time or ""
-    local last_status = match(statuses, "(%S+)$")
-    local last_connect = match(connect, "(%S+)$")
+    local last_status = match(ngx_var.upstream_status or "", "(%S+)$")
+    local last_connect = match(ngx_var.upstream_connect_time or "", "(%S+)$")
     if (last_status == "502" or last_status == "504") and last_connect == "-" then
-        health.mark_down(peer.addr, "connect failed")
+        health.mark_down(addr, "connect failed")
     end
 end
 

@@ -1,0 +1,2 @@
+-- Loads nginx/lua modules from the repo under busted, outside nginx.
+package.path = "nginx/lua/?.lua;" .. package.path

@@ -1,0 +1,53 @@
+require("tests.lua.helper")
+local registry = require("registry")
+
+local DATA = {
+    models = {
+        { id = "nvidia/Qwen3-30B-A3B-FP4", aliases = { "qwen", "qwen3" }, match = { "qwen" }, upstreams = { "q:8000" } },
+        { id = "nvidia/Nemotron", aliases = { "nemotron" }, match = { "nemotron" }, upstreams = { "n:8000" } },
+    },
+}
+
+describe("registry", function()
+    it("resolves ids and aliases case-insensitively before rules", function()
+        local reg = assert(registry.new(DATA))
+        assert.equal("nvidia/Qwen3-30B-A3B-FP4", registry.resolve(reg, "QWEN3").id)
+        assert.equal("nvidia/Qwen3-30B-A3B-FP4", registry.resolve(reg, "nvidia/qwen3-30b-a3b-fp4").id)
+        assert.equal("nvidia/Nemotron", registry.resolve(reg, "my-Nemotron-build").id)
+    end)
+
+    it("refuses unknown and ambiguous names", function()
+        local reg = assert(registry.new(DATA))
+        assert.same({ nil, "unknown" }, { registry.resolve(reg, "llama") })
+        assert.same({ nil, "ambiguous" }, { registry.resolve(reg, "qwen-nemotron-merge") })
+    end)
+
+    it("deploys everything by default, or only what it is told", function()
+        local all = assert(registry.new(DATA))
+        assert.equal(2, #all.deployed)
+        local one = assert(registry.new(DATA, { "nemotron" }))
+        assert.equal(1, #one.deployed)
+        assert.is_false(registry.resolve(one, "qwen").deployed)
+        assert.equal("nvidia/Nemotron", registry.deployed_names(one))
+    end)
+
+    it("rejects a deployed name that is not in the registry", function()
+        local reg, err = registry.new(DATA, { "llama" })
+        assert.is_nil(reg)
+        assert.matches("'llama' is not in the registry", err)
+    end)
+
+    it("rejects a name used by two models", function()
+        local bad = { models = { { id = "a", aliases = { "x" }, upstreams = {} }, { id = "b", aliases = { "X" }, upstreams = {} } } }
+        local reg, err = registry.new(bad)
+        assert.is_nil(reg)
+        assert.matches("used by two models", err)
+    end)
+
+    it("rates a model by its best upstream", function()
+        assert.equal("ready", registry.model_state({ "down", "ready" }))
+        assert.equal("starting", registry.model_state({ "down", "starting" }))
+        assert.equal("down", registry.model_state({ "down" }))
+        assert.equal("down", registry.model_state({}))
+    end)
+end)

@@ -1,0 +1,91 @@
+"""The registry schema: defaults, resolution and errors that name the field."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from configs.registry import DEFAULT_REGISTRY, RegistryError, load_registry, parse_registry
+from configs.render import ROUTER_JSON, dumps, router_config
+
+BASE = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+QWEN = "nvidia/Qwen3-30B-A3B-FP4"
+NEMOTRON = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-NVFP4"
+
+
+def edited(fn) -> dict:
+    data = copy.deepcopy(BASE)
+    fn(data)
+    return data
+
+
+def test_the_shipped_registry_loads_with_both_models_and_profiles():
+    reg = load_registry()
+    assert {QWEN, NEMOTRON} <= set(reg.models)
+    assert [m.id for m in reg.profile("multi")] == [QWEN, NEMOTRON]
+    assert reg.models[QWEN].upstreams == ("qwen:8000",)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("qwen", QWEN), ("Qwen3", QWEN), ("qwen3:30b", QWEN), ("Qwen/Qwen3-30B-A3B", QWEN),
+    ("nemotron", NEMOTRON), ("NVIDIA-Nemotron-3-Nano", NEMOTRON),
+])
+def test_names_resolve_by_id_alias_then_rule(name, expected):
+    assert load_registry().resolve(name).id == expected
+
+
+def test_unknown_and_ambiguous_names_are_refused():
+    reg = load_registry()
+    with pytest.raises(RegistryError, match="not in the registry"):
+        reg.resolve("llama3")
+    with pytest.raises(RegistryError, match="several models"):
+        reg.resolve("qwen-nemotron")
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda d: d["models"][NEMOTRON]["aliases"].append("qwen"),
+     f"models.{NEMOTRON}.aliases[3]: name 'qwen' is already used by model '{QWEN}'"),
+    (lambda d: d["models"][QWEN]["aliases"].append("QWEN3"), "name 'QWEN3' is listed twice"),
+    (lambda d: d["models"][NEMOTRON]["match"].append("qwen3"), "routing would be ambiguous"),
+    (lambda d: d["models"][QWEN].update(upstreams=["qwen"]), "upstreams: [0]: 'qwen' is not HOST:PORT"),
+    (lambda d: d["models"][QWEN].update(upstreams=["bad host:80"]), "neither an IP address nor a host name"),
+    (lambda d: d["models"][QWEN].update(alias=["q"]), f"models.{QWEN}.alias: Extra inputs are not permitted"),
+    (lambda d: d["models"][QWEN]["serve"].update(backend="vllm"), f"models.{QWEN}.serve.backend"),
+    (lambda d: d["models"][QWEN]["serve"].pop("service"), f"models.{QWEN}.serve.service: Field required"),
+    (lambda d: d["router"]["health"].update(interval_s=0), "router.health.interval_s"),
+    (lambda d: d["profiles"].update(solo=["llama"]), "profiles.solo[0]: 'llama' is not a model id or alias"),
+    (lambda d: d["models"][QWEN].update(id="x"), f"models.{QWEN}.id: the key is the id"),
+])
+def test_bad_entries_are_rejected_naming_the_field(mutate, message):
+    with pytest.raises(RegistryError) as err:
+        parse_registry(edited(mutate))
+    assert message in str(err.value)
+
+
+def test_a_missing_models_section_is_a_clear_error():
+    with pytest.raises(RegistryError, match="'models' mapping"):
+        parse_registry({"router": {}})
+
+
+def test_the_upstream_defaults_to_the_compose_service():
+    data = edited(lambda d: d["models"][QWEN]["serve"].update(service="qwen-a", port=9000))
+    assert parse_registry(data).models[QWEN].upstreams == ("qwen-a:9000",)
+
+
+def test_the_rendered_router_json_is_up_to_date():
+    assert ROUTER_JSON.read_text() == dumps(router_config(load_registry())), \
+        "nginx/registry.json is stale: run `python -m configs.render`"
+    out = subprocess.run([sys.executable, "-m", "configs.render", "--check"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_upstream_overrides_deploy_only_the_models_given():
+    cfg = router_config(load_registry(), {QWEN: ["127.0.0.1:1", "127.0.0.1:2"]}, health_interval_s=0.5)
+    assert cfg["deployed"] == [QWEN]
+    assert cfg["models"][0]["upstreams"] == ["127.0.0.1:1", "127.0.0.1:2"]
+    assert cfg["models"][1]["upstreams"] == []
+    assert cfg["health"]["interval_s"] == 0.5
