@@ -67,6 +67,16 @@ function _M.init()
     if not reg then
         error(LOG .. err)
     end
+    for _, model in ipairs(reg.models) do
+        model.ports = {}
+        for i, addr in ipairs(model.upstreams) do
+            local host, port = health.split(addr)
+            if not host then
+                error(LOG .. "model " .. model.id .. ": upstream '" .. addr .. "' is not HOST:PORT")
+            end
+            model.ports[i] = port
+        end
+    end
     health.configure_resolver(os.getenv("ROUTER_RESOLVER"))
     started_at = math.floor(ngx.time())
 end
@@ -122,12 +132,11 @@ end
 
 local function ready_peers(model)
     local peers = {}
-    for _, addr in ipairs(model.upstreams) do
+    for i, addr in ipairs(model.upstreams) do
         if health.state(addr) == "ready" then
             local ip = health.ip(addr)
-            local _, port = health.split(addr)
             if ip then
-                peers[#peers + 1] = { addr = addr, ip = ip, port = port }
+                peers[#peers + 1] = { addr = addr, ip = ip, port = model.ports[i] }
             end
         end
     end
@@ -281,6 +290,10 @@ end
 function _M.log()
     -- The last try failed to connect too (nginx's own 502/504); earlier tries were marked by
     -- the balancer. Runs after the redirect to @error, hence variables rather than ngx.ctx.
+    local status = ngx.status
+    if status ~= 502 and status ~= 504 then
+        return
+    end
     local addr = ngx_var.router_peer
     if addr == nil or addr == "" then
         return

@@ -1,0 +1,352 @@
+"""Router overhead benchmark: the router vs direct access vs plain nginx proxy_pass, one run.
+
+Usage:
+    python scripts/bench_router.py                     # prints a markdown table
+    python scripts/bench_router.py --duration 10 --out results/bench_router.json
+
+Everything runs on loopback. The backend is nginx itself (not Python), so the numbers show
+what the router adds, not what a slow fake costs:
+- POST /v1/chat/completions answers a fixed chat.completion (non-streaming, wrk measures
+  req/s and p50/p99 latency at each --concurrency);
+- POST /v1/completions streams --events SSE events --event-interval apart, each stamped with
+  the time it left the backend, so the client sees each event's delay through each path,
+  the time to first byte, and whether two events ever arrived in one read (coalescing).
+Needs nginx + Lua (scripts/check_system.py) and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+from configs.registry import load_registry
+from configs.render import dumps, router_config
+from scripts.run_router import DEBIAN_LUA_MODULES, DEBIAN_MODULES, find_nginx, make_prefix
+
+MODEL = "qwen"
+
+BACKEND_CONF = r"""
+{main}
+worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    lua_package_path "$prefix/?.lua;;";
+    client_body_temp_path temp/cb; proxy_temp_path temp/p; fastcgi_temp_path temp/f;
+    uwsgi_temp_path temp/u; scgi_temp_path temp/s;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location = /health {{ return 200; }}
+        location = /health_generate {{ return 200; }}
+        location = /v1/chat/completions {{
+            default_type application/json;
+            return 200 '{{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"{model}","choices":[{{"index":0,"message":{{"role":"assistant","content":"ok"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}}}';
+        }}
+        location = /v1/completions {{
+            content_by_lua_block {{
+                local ffi = require("ffi")
+                pcall(ffi.cdef, "typedef struct {{ long tv_sec; long tv_usec; }} bench_tv; int gettimeofday(bench_tv *tv, void *tz);")
+                local tv = ffi.new("bench_tv")
+                local function now_us()
+                    ffi.C.gettimeofday(tv, nil)
+                    return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
+                end
+                ngx.header["Content-Type"] = "text/event-stream"
+                for i = 1, {events} do
+                    if i > 1 then ngx.sleep({interval}) end
+                    ngx.print('data: {{"i":', i, ',"t":', now_us(), ',"choices":[{{"index":0,"text":"tok"}}]}}\n\n')
+                    ngx.flush(true)
+                end
+                ngx.print("data: [DONE]\n\n")
+            }}
+        }}
+    }}
+}}
+"""
+
+PLAIN_CONF = r"""
+{main}
+worker_processes auto;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path temp/cb; proxy_temp_path temp/p; fastcgi_temp_path temp/f;
+    uwsgi_temp_path temp/u; scgi_temp_path temp/s;
+    keepalive_requests 10000;
+    client_max_body_size 8m; client_body_buffer_size 8m;
+    upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            postpone_output 0;
+        }}
+    }}
+}}
+"""
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":8}'
+""" % MODEL
+
+
+@dataclass
+class Throughput:
+    target: str
+    concurrency: int
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Streaming:
+    target: str
+    streams: int
+    ttfb_p50_ms: float
+    ttfb_p99_ms: float
+    event_delay_p50_ms: float
+    event_delay_p99_ms: float
+    events: int
+    coalesced_reads: int
+
+
+@dataclass
+class Report:
+    throughput: list[Throughput] = field(default_factory=list)
+    streaming: list[Streaming] = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main_lines(needs_modules: bool) -> str:
+    lines = [f"load_module {DEBIAN_MODULES / m};" for m in DEBIAN_LUA_MODULES] if needs_modules else []
+    if os.geteuid() == 0:
+        lines.append("user root;")
+    return "\n".join(lines)
+
+
+def start_nginx(binary: str, prefix: Path, conf_text: str | None = None) -> subprocess.Popen:
+    if conf_text is not None:
+        (prefix / "conf").mkdir(parents=True, exist_ok=True)
+        (prefix / "logs").mkdir(exist_ok=True)
+        (prefix / "temp").mkdir(exist_ok=True)
+        (prefix / "conf" / "nginx.conf").write_text(conf_text)
+    return subprocess.Popen([binary, "-p", f"{prefix}/", "-c", "conf/nginx.conf", "-g", "daemon off;"],
+                            start_new_session=True)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} not ready in {timeout}s")
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out: str) -> tuple[float, float, float, int]:
+    """wrk --latency output -> (req/s, p50 ms, p99 ms, errors)."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * _UNITS[m.group(2)]
+
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    return rps, pct("50"), pct("99"), errors
+
+
+def run_wrk(url: str, concurrency: int, duration: float, script: Path) -> tuple[float, float, float, int]:
+    threads = 1 if concurrency == 1 else 2
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    return parse_wrk(out)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def stream_once(client: httpx.Client, url: str) -> tuple[float, list[float], int, int]:
+    """One streamed request -> (ttfb ms, per-event delay ms, events, reads holding >1 event)."""
+    body = {"model": MODEL, "prompt": "hi", "stream": True, "max_tokens": 16}
+    t0 = time.time()
+    ttfb, delays, events, coalesced, buf = None, [], 0, 0, b""
+    with client.stream("POST", url + "/v1/completions", json=body) as resp:
+        resp.raise_for_status()
+        for chunk in resp.iter_raw():
+            now = time.time()
+            if ttfb is None:
+                ttfb = (now - t0) * 1000
+            buf += chunk
+            complete = buf.count(b"\n\n")
+            if complete > 1:
+                coalesced += 1
+            *done, buf = buf.split(b"\n\n")
+            for ev in done:
+                if ev.startswith(b"data: {"):
+                    sent_us = json.loads(ev[6:])["t"]
+                    delays.append(now * 1000 - sent_us / 1000)
+                    events += 1
+    return ttfb or float("nan"), delays, events, coalesced
+
+
+def bench_streaming(target: str, url: str, streams: int) -> Streaming:
+    ttfbs, delays, events, coalesced = [], [], 0, 0
+    with httpx.Client(timeout=30) as client:
+        stream_once(client, url)  # warm up connections
+        for _ in range(streams):
+            t, d, n, c = stream_once(client, url)
+            ttfbs.append(t)
+            delays += d
+            events += n
+            coalesced += c
+    return Streaming(target, streams, percentile(ttfbs, 50), percentile(ttfbs, 99),
+                     percentile(delays, 50), percentile(delays, 99), events, coalesced)
+
+
+def markdown(report: Report) -> str:
+    lines = ["| target | concurrency | req/s | p50 ms | p99 ms | errors |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for t in report.throughput:
+        lines.append(f"| {t.target} | {t.concurrency} | {t.req_per_s:,.0f} | {t.p50_ms:.3f} | {t.p99_ms:.3f} | {t.errors} |")
+    lines += ["", "| target | streams | TTFB p50 ms | TTFB p99 ms | event delay p50 ms | event delay p99 ms | events | coalesced reads |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for s in report.streaming:
+        lines.append(f"| {s.target} | {s.streams} | {s.ttfb_p50_ms:.3f} | {s.ttfb_p99_ms:.3f} | "
+                     f"{s.event_delay_p50_ms:.3f} | {s.event_delay_p99_ms:.3f} | {s.events} | {s.coalesced_reads} |")
+    by = {(t.target, t.concurrency): t for t in report.throughput}
+    lines.append("")
+    for c in sorted({t.concurrency for t in report.throughput}):
+        d, r, p = by.get(("direct", c)), by.get(("router", c)), by.get(("plain-nginx", c))
+        if d and r and p:
+            lines.append(f"- c={c}: router adds {r.p50_ms - d.p50_ms:+.3f} ms p50 over direct "
+                         f"(plain nginx {p.p50_ms - d.p50_ms:+.3f} ms); router throughput = "
+                         f"{100 * r.req_per_s / p.req_per_s:.1f}% of plain nginx")
+    sd = {s.target: s for s in report.streaming}
+    if "direct" in sd and "router" in sd:
+        lines.append(f"- streaming: router adds {sd['router'].ttfb_p50_ms - sd['direct'].ttfb_p50_ms:+.3f} ms TTFB p50, "
+                     f"{sd['router'].event_delay_p99_ms - sd['direct'].event_delay_p99_ms:+.3f} ms event delay p99 "
+                     f"(router p99 {sd['router'].event_delay_p99_ms:.3f} ms); coalesced reads via router: "
+                     f"{sd['router'].coalesced_reads}")
+    return "\n".join(lines)
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default: 5)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64],
+                        help="wrk connection counts (default: 1 64)")
+    parser.add_argument("--streams", type=int, default=30, help="streamed requests per target (default: 30)")
+    parser.add_argument("--events", type=int, default=20, help="SSE events per stream (default: 20)")
+    parser.add_argument("--event-interval", type=float, default=0.01,
+                        help="seconds between the backend's events (default: 0.01)")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (default: none)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if not shutil.which("wrk"):
+        print("error: wrk not found (apt-get install wrk)", file=sys.stderr)
+        return 2
+    binary, needs_modules = find_nginx()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-router-"))
+    procs: list[subprocess.Popen] = []
+    report = Report(notes={"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
+                           "event_interval_s": args.event_interval, "nginx": binary})
+    try:
+        bport, rport, pport = free_port(), free_port(), free_port()
+        main_text = main_lines(needs_modules)
+        procs.append(start_nginx(binary, tmp / "backend", BACKEND_CONF.format(
+            main=main_text, port=bport, model=MODEL, events=args.events, interval=args.event_interval)))
+        procs.append(start_nginx(binary, tmp / "plain", PLAIN_CONF.format(main=main_text, port=pport, backend=bport)))
+        reg = load_registry()
+        make_prefix(tmp / "router", dumps(router_config(reg, {reg.find(MODEL).id: [f"127.0.0.1:{bport}"]})),
+                    "127.0.0.1", rport, needs_modules)
+        procs.append(start_nginx(binary, tmp / "router"))
+        targets = {"direct": f"http://127.0.0.1:{bport}", "router": f"http://127.0.0.1:{rport}",
+                   "plain-nginx": f"http://127.0.0.1:{pport}"}
+        wait_http(targets["direct"] + "/health", procs[0])
+        wait_http(targets["plain-nginx"] + "/health", procs[1])
+        wait_http(targets["router"] + "/health", procs[2])
+
+        script = tmp / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        for c in args.concurrency:
+            for name, url in targets.items():
+                run_wrk(url + "/v1/chat/completions", c, 1, script)  # warm-up
+                rps, p50, p99, errors = run_wrk(url + "/v1/chat/completions", c, args.duration, script)
+                report.throughput.append(Throughput(name, c, rps, p50, p99, errors))
+                print(f"  {name:12s} c={c:<3d} {rps:10,.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
+        for name, url in targets.items():
+            report.streaming.append(bench_streaming(name, url, args.streams))
+        report.notes["loadavg_end"] = os.getloadavg()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGQUIT)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print(markdown(report))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(asdict(report), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_cli_args(p)
+    sys.exit(main(p.parse_args()))
