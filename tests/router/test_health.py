@@ -180,7 +180,10 @@ class FakeDNS:
             flags = 0x8180 if found else 0x8183
             header = qid + struct.pack(">HHHHH", flags, 1, 1 if found else 0, 0, 0)
             answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 30, 4) + bytes([127, 0, 0, 1]) if found else b""
-            self.sock.sendto(header + data[12:qend] + answer, peer)
+            try:
+                self.sock.sendto(header + data[12:qend] + answer, peer)
+            except OSError:
+                return
 
     def close(self) -> None:
         self.sock.close()
