@@ -66,6 +66,50 @@ class BuildRecipe(_Strict):
     kv_cache: Literal["auto", "fp8"] = "auto"
 
 
+class Sampling(_Strict):
+    """Sampling values applied only where the client set none (trtllm-serve's own default is 1.0)."""
+
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = Field(None, ge=0)
+
+
+class Reasoning(_Strict):
+    """How the model thinks and how the router presents it."""
+
+    mode: Literal["backend", "tags", "tags_at_start", "none"] = Field(
+        "none",
+        description="backend: trtllm-serve's --reasoning_parser splits, the router passes through; "
+        "tags: the router splits <think>...</think> out of content; tags_at_start: output begins "
+        "inside reasoning unless thinking is off; none: no reasoning",
+    )
+    output: Literal["reasoning_content", "reasoning", "none"] = Field(
+        "reasoning_content",
+        description="default presentation: reasoning_content; reasoning (also mirrored as `reasoning`, "
+        "for clients built on vLLM/Ollama conventions); none (reasoning left out)",
+    )
+    thinking_default: bool = Field(True, description="whether the model thinks when the request says nothing")
+    soft_switch: bool = Field(
+        False, description="the chat template understands /think and /no_think; else the router removes them"
+    )
+    sampling_thinking: Sampling = Sampling()
+    sampling_non_thinking: Sampling = Sampling()
+
+
+# Fields OpenAI clients send that trtllm-serve's request models reject (extra="forbid").
+DEFAULT_DROP_FIELDS = (
+    "parallel_tool_calls", "store", "metadata", "service_tier", "prediction", "modalities", "audio",
+    "web_search_options", "safety_identifier", "prompt_cache_key", "verbosity",
+)
+
+
+class RequestHygiene(_Strict):
+    """Rewrites of chat requests on their way to trtllm-serve."""
+
+    drop: tuple[str, ...] = Field(DEFAULT_DROP_FIELDS, description="top-level request fields removed")
+    tool_choice_auto: bool = Field(True, description='add tool_choice "auto" when tools come without one')
+
+
 class Model(_Strict):
     """One served model, keyed in the YAML by the public id clients send."""
 
@@ -80,6 +124,8 @@ class Model(_Strict):
     timeouts: Timeouts = Timeouts()
     serve: ServeRecipe
     build: BuildRecipe | None = None
+    reasoning: Reasoning = Reasoning()
+    request: RequestHygiene = RequestHygiene()
 
     @field_validator("aliases", "match")
     @classmethod
@@ -95,6 +141,16 @@ class Model(_Strict):
         for i, v in enumerate(values):
             parse_host_port(v, where=f"[{i}]")
         return values
+
+    @model_validator(mode="after")
+    def _reasoning_matches_parser(self) -> "Model":
+        parser = self.serve.reasoning_parser
+        if self.reasoning.mode == "backend" and not parser:
+            raise ValueError("reasoning.mode: 'backend' needs serve.reasoning_parser")
+        if self.reasoning.mode in ("tags", "tags_at_start") and parser:
+            raise ValueError(f"reasoning.mode: '{self.reasoning.mode}' splits raw <think> tags, but "
+                             f"serve.reasoning_parser '{parser}' already removes them; use 'backend'")
+        return self
 
     @model_validator(mode="after")
     def _default_upstream(self) -> "Model":

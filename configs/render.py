@@ -34,6 +34,8 @@ def router_config(reg: Registry, upstreams: dict[str, list[str]] | None = None,
             "match": list(m.match),
             "upstreams": addrs,
             "timeouts": m.timeouts.model_dump(),
+            "reasoning": m.reasoning.model_dump(exclude_none=True),
+            "request": m.request.model_dump(),
         })
     out = {
         "_generated": BANNER,
