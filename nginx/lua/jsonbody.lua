@@ -93,6 +93,65 @@ function _M.members(s)
     end
 end
 
+-- Top-level elements of a JSON array text: list of { vstart, vend }.
+function _M.elements(s)
+    local i = skip_space(s, 1)
+    if byte(s, i) ~= B_LBRACK then
+        return nil, "not a JSON array"
+    end
+    local out, depth, start = {}, 1, skip_space(s, i + 1)
+    if byte(s, start) == B_RBRACK then
+        return out
+    end
+    i = start
+    while true do
+        local j = find(s, '["{}%[%],]', i)
+        if not j then
+            return nil, "unterminated JSON array"
+        end
+        local b = byte(s, j)
+        if b == B_QUOTE then
+            local q = string_end(s, j)
+            if not q then
+                return nil, "unterminated JSON string"
+            end
+            i = q + 1
+        elseif b == B_LBRACE or b == B_LBRACK then
+            depth = depth + 1
+            i = j + 1
+        elseif depth == 1 and (b == B_COMMA or b == B_RBRACK) then
+            out[#out + 1] = { vstart = start, vend = trim_back(s, j - 1) }
+            if b == B_RBRACK then
+                return out
+            end
+            start = skip_space(s, j + 1)
+            i = start
+        elseif b == B_RBRACE or b == B_RBRACK then
+            depth = depth - 1
+            i = j + 1
+        else
+            i = j + 1
+        end
+    end
+end
+
+-- Rebuilds an array text with fn(element_text, index) applied to each element; fn returns
+-- the new text (or the same). Bytes between elements are kept.
+function _M.map_elements(s, fn)
+    local els, err = _M.elements(s)
+    if not els then
+        return nil, err
+    end
+    local parts, pos = {}, 1
+    for n, e in ipairs(els) do
+        parts[#parts + 1] = sub(s, pos, e.vstart - 1)
+        parts[#parts + 1] = fn(sub(s, e.vstart, e.vend), n)
+        pos = e.vend + 1
+    end
+    parts[#parts + 1] = sub(s, pos)
+    return table.concat(parts)
+end
+
 -- The last member named key (JSON parsers keep the last of duplicates), or nil.
 local function last_member(members, key)
     for n = #members, 1, -1 do

@@ -5,6 +5,9 @@ local balancer = require("ngx.balancer")
 local registry = require("registry")
 local health = require("health")
 local jsonbody = require("jsonbody")
+local chatreq = require("chatreq")
+local chatresp = require("chatresp")
+local sse = require("sse")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -17,6 +20,8 @@ local byte, find, match, sub, gsub = string.byte, string.find, string.match, str
 local concat = table.concat
 
 local LOG = "[router] "
+local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions" }
+local MAX_BODY = 8 * 1024 * 1024   -- a non-streaming response bigger than this is passed as is
 local reg              -- the loaded registry (per worker, read-only after init)
 local started_at       -- `created` of /v1/models entries
 local rr = 0           -- round-robin counter, per worker
@@ -197,11 +202,26 @@ function _M.access()
     end
 
     -- The backend echoes `model` back; send the canonical id so every response reports it.
+    local out = body
     if name ~= model.id then
-        local edited = jsonbody.set_raw(body, "model", encode(model.id))
-        if edited then
-            ngx_req.set_body_data(edited)
+        out = jsonbody.set_raw(out, "model", encode(model.id)) or out
+    end
+    local kind = KINDS[ngx_var.uri]
+    if kind then
+        local info
+        out, info = chatreq.rewrite(out, req, model, kind)
+        if not out then
+            return send_error(info.status, info.message, nil, info.param, info.code)
         end
+        if kind == "chat" then
+            info.mode = model.reasoning and model.reasoning.mode
+        end
+        if chatresp.needed(info) then
+            ngx.ctx.resp = chatresp.new(info)
+        end
+    end
+    if out ~= body then
+        ngx_req.set_body_data(out)
     end
 
     rr = rr + 1
@@ -254,6 +274,15 @@ function _M.header_filter()
         ctx.wrap_error = { }
         ngx.header["Content-Length"] = nil
         ngx.header["Content-Type"] = "application/json"
+    elseif ctx.resp and ngx.status == 200 then
+        -- The body is reshaped: its length changes.
+        ngx.header["Content-Length"] = nil
+        local ctype = ngx.header["Content-Type"] or ""
+        if find(ctype, "text/event-stream", 1, true) then
+            ctx.sse = sse.new()
+        else
+            ctx.whole = {}
+        end
     end
 end
 
@@ -274,16 +303,63 @@ local function wrap_error(status, text)
     } }) .. "\n"
 end
 
+local function shape_stream(ctx, chunk, eof)
+    local st = ctx.sse
+    local events, err = sse.feed(st, chunk)
+    if not events then
+        log(WARN, LOG, "passing the rest of the stream through unchanged: ", err)
+        ctx.sse = nil
+        return sse.rest(st)   -- what was held, this chunk included
+    end
+    local out = {}
+    for _, ev in ipairs(events) do
+        local data = ev.data
+        if data == nil or data == "[DONE]" then
+            out[#out + 1] = ev.raw
+        else
+            local new = chatresp.event(ctx.resp, data)
+            if new == data then
+                out[#out + 1] = ev.raw
+            elseif new then
+                out[#out + 1] = sse.encode(new)
+            end
+        end
+    end
+    if eof then
+        out[#out + 1] = sse.rest(ctx.sse)
+    end
+    return concat(out)
+end
+
 function _M.body_filter()
-    local buf = ngx.ctx.wrap_error
-    if not buf then
+    local ctx = ngx.ctx
+    local buf = ctx.wrap_error
+    if buf then
+        buf[#buf + 1] = ngx.arg[1]
+        if ngx.arg[2] then
+            ngx.arg[1] = wrap_error(ngx.status, concat(buf))
+        else
+            ngx.arg[1] = nil
+        end
         return
     end
-    buf[#buf + 1] = ngx.arg[1]
-    if ngx.arg[2] then
-        ngx.arg[1] = wrap_error(ngx.status, concat(buf))
-    else
-        ngx.arg[1] = nil
+    if ctx.sse then
+        ngx.arg[1] = shape_stream(ctx, ngx.arg[1], ngx.arg[2])
+        return
+    end
+    local whole = ctx.whole
+    if whole then
+        whole[#whole + 1] = ngx.arg[1]
+        whole.size = (whole.size or 0) + #ngx.arg[1]
+        if ngx.arg[2] then
+            ngx.arg[1] = chatresp.body(ctx.resp, concat(whole))
+        elseif whole.size > MAX_BODY then
+            log(WARN, LOG, "response over ", MAX_BODY, " bytes passed through unchanged")
+            ctx.whole = nil
+            ngx.arg[1] = concat(whole)
+        else
+            ngx.arg[1] = nil
+        end
     end
 end
 

@@ -186,7 +186,10 @@ def test_every_stream_event_reaches_the_client_before_the_backend_sends_the_next
     r = router({"qwen": [qwen.addr]})
     r.wait_state(QWEN, "ready")
     qwen.control(gate=True)
-    body = {"model": "qwen", "stream": True, "max_tokens": 6, "messages": [{"role": "user", "content": "hi"}]}
+    # Usage asked for: the router would otherwise hide the usage event, and the lock-step
+    # client would wait for an event it is never shown.
+    body = {"model": "qwen", "stream": True, "max_tokens": 6, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": "hi"}]}
     seen = []
     with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
         with client.stream("POST", r.url + "/v1/chat/completions", json=body) as resp:
@@ -202,4 +205,4 @@ def test_every_stream_event_reaches_the_client_before_the_backend_sends_the_next
                 if line == "data: [DONE]":
                     break
                 qwen.release(1)   # only now may the next event leave the backend
-    assert len(seen) == 1 + 6 + 1 + 1   # role, tokens, finish, [DONE]
+    assert len(seen) == 1 + 6 + 1 + 1 + 1   # role, tokens, finish, usage, [DONE]

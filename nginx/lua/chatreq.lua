@@ -1,0 +1,253 @@
+-- Request rewriting toward trtllm-serve: one thinking switch for every model, fields the
+-- backend would reject, sampling defaults, usage always requested. Pure: no ngx.* use.
+-- Edits are surgical (jsonbody): every field the router does not own keeps its bytes.
+--
+-- Thinking precedence, first that applies:
+--   1. chat_template_kwargs.enable_thinking (true/false)
+--   2. reasoning_effort: none/minimal -> off; low/medium/high -> on
+--   3. /think or /no_think at the end of the last user message
+--   4. /think or /no_think at the end of the system (or developer) message
+--   5. the model's default (registry reasoning.thinking_default)
+local cjson = require("cjson.safe")
+local jsonbody = require("jsonbody")
+
+local _M = { _VERSION = "0.1.0" }
+
+local type, ipairs, tostring = type, ipairs, tostring
+local match, gsub = string.match, string.gsub
+local null = cjson.null
+
+local EFFORT = { none = false, minimal = false, low = true, medium = true, high = true }
+local OUTPUTS = { reasoning_content = true, reasoning = true, none = true }
+local SAMPLING_KEYS = { "temperature", "top_p", "top_k" }
+
+-- cjson escapes '/', and escapes '\' itself, so undoing '\/' keeps the meaning.
+local function encode(v)
+    return (gsub(cjson.encode(v), "\\/", "/"))
+end
+_M.encode = encode
+
+local function bad(message, param, code)
+    return { status = 400, message = message, param = param, code = code or "invalid_value" }
+end
+
+-- "... /no_think" -> false, "... /think" -> true, else nil; and the text without the switch.
+local function soft_switch(text)
+    if type(text) ~= "string" then
+        return nil
+    end
+    local head = match(text, "^(.-)%s*/no_think%s*$")
+    if head then
+        return false, head
+    end
+    head = match(text, "^(.-)%s*/think%s*$")
+    if head then
+        return true, head
+    end
+    return nil
+end
+
+-- The text a switch would sit in: a string content, or the last text part of an array.
+local function last_text(content)
+    if type(content) == "string" then
+        return content, nil
+    end
+    if type(content) == "table" then
+        for i = #content, 1, -1 do
+            local part = content[i]
+            if type(part) == "table" and part.type == "text" and type(part.text) == "string" then
+                return part.text, i
+            end
+        end
+    end
+    return nil
+end
+
+local function find_switches(messages)
+    local user_i, system_i
+    for i, m in ipairs(messages) do
+        if type(m) == "table" then
+            if m.role == "user" then
+                user_i = i
+            elseif (m.role == "system" or m.role == "developer") and not system_i then
+                system_i = i
+            end
+        end
+    end
+    local found = {}
+    for _, i in ipairs({ user_i, system_i }) do
+        local text, part = last_text(messages[i].content)
+        local on, rest = soft_switch(text)
+        if on ~= nil then
+            found[#found + 1] = { index = i, part = part, on = on, rest = rest }
+        end
+    end
+    return found
+end
+
+-- Replaces the switch-bearing text of one message element (raw JSON text).
+local function strip_switch(msg_raw, sw)
+    if not sw.part then
+        return jsonbody.set_raw(msg_raw, "content", encode(sw.rest))
+    end
+    local content = jsonbody.get_raw(msg_raw, "content")
+    content = jsonbody.map_elements(content, function(el, n)
+        if n ~= sw.part then
+            return el
+        end
+        return jsonbody.set_raw(el, "text", encode(sw.rest))
+    end)
+    return jsonbody.set_raw(msg_raw, "content", content)
+end
+
+local function set_in_object(body, key, inner_key, raw_value)
+    local current = jsonbody.get_raw(body, key)
+    if current and current ~= "null" then
+        return jsonbody.set_raw(body, key, jsonbody.set_raw(current, inner_key, raw_value))
+    end
+    return jsonbody.set_raw(body, key, "{" .. encode(inner_key) .. ":" .. raw_value .. "}")
+end
+
+-- kind: "chat" or "completions". Returns body, info; or nil, err ({status, message, param, code}).
+-- info: { thinking, output, stream, hide_usage }.
+function _M.rewrite(body, req, model, kind)
+    local reasoning = model.reasoning or {}
+    local info = { stream = req.stream == true, hide_usage = false, output = reasoning.output or "reasoning_content" }
+
+    -- Router-only fields: how reasoning is presented.
+    local fmt = req.reasoning_format
+    if fmt ~= nil then
+        if type(fmt) ~= "string" or not OUTPUTS[fmt] then
+            return nil, bad("reasoning_format must be one of reasoning_content, reasoning, none",
+                "reasoning_format")
+        end
+        info.output = fmt
+        body = jsonbody.remove(body, "reasoning_format")
+    end
+    if req.include_reasoning ~= nil then
+        if type(req.include_reasoning) ~= "boolean" then
+            return nil, bad("include_reasoning must be true or false", "include_reasoning")
+        end
+        if req.include_reasoning == false then
+            info.output = "none"
+        end
+        body = jsonbody.remove(body, "include_reasoning")
+    end
+
+    for _, name in ipairs((model.request or {}).drop or {}) do
+        if req[name] ~= nil then
+            body = jsonbody.remove(body, name)
+        end
+    end
+
+    if info.stream then
+        local so = req.stream_options
+        if so ~= nil and so ~= null and type(so) ~= "table" then
+            return nil, bad("stream_options must be an object", "stream_options")
+        end
+        if type(so) ~= "table" or so.include_usage ~= true then
+            -- Usage is always asked for upstream; the usage chunk is hidden from this client.
+            info.hide_usage = true
+            body = set_in_object(body, "stream_options", "include_usage", "true")
+        end
+    elseif req.stream_options ~= nil then
+        body = jsonbody.remove(body, "stream_options")   -- trtllm-serve 400s it without stream
+    end
+
+    if kind ~= "chat" then
+        return body, info
+    end
+
+    local messages = req.messages
+    if type(messages) ~= "table" then
+        return body, info   -- trtllm-serve answers the missing/invalid field itself
+    end
+
+    -- The switch, in order of precedence.
+    local thinking
+    local ctk = req.chat_template_kwargs
+    if ctk ~= nil and ctk ~= null and type(ctk) ~= "table" then
+        return nil, bad("chat_template_kwargs must be an object", "chat_template_kwargs")
+    end
+    if type(ctk) == "table" and ctk.enable_thinking ~= nil and ctk.enable_thinking ~= null then
+        if type(ctk.enable_thinking) ~= "boolean" then
+            return nil, bad("chat_template_kwargs.enable_thinking must be true or false", "chat_template_kwargs")
+        end
+        thinking = ctk.enable_thinking
+    end
+    local effort = req.reasoning_effort
+    if effort ~= nil and effort ~= null then
+        if EFFORT[effort] == nil then
+            return nil, bad("reasoning_effort must be one of none, minimal, low, medium, high", "reasoning_effort")
+        end
+        if thinking == nil then
+            thinking = EFFORT[effort]
+        end
+    end
+    if effort ~= nil then
+        -- trtllm-serve accepts only low/medium/high and applies it to GPT-OSS alone.
+        body = jsonbody.remove(body, "reasoning_effort")
+    end
+    local switches = find_switches(messages)
+    if thinking == nil and switches[1] then
+        thinking = switches[1].on
+    end
+
+    -- Messages: switch text the template does not understand, and reasoning echoed back.
+    local strip = {}
+    if not reasoning.soft_switch then
+        for _, sw in ipairs(switches) do
+            strip[sw.index] = sw
+        end
+    end
+    local touch = next(strip) ~= nil
+    for _, m in ipairs(messages) do
+        if type(m) == "table" and m.role == "assistant" and (m.reasoning_content ~= nil or m.reasoning ~= nil) then
+            touch = true
+        end
+    end
+    if touch then
+        local raw = jsonbody.get_raw(body, "messages")
+        raw = jsonbody.map_elements(raw, function(el, n)
+            local m = messages[n]
+            if strip[n] then
+                el = strip_switch(el, strip[n])
+            end
+            if type(m) == "table" and m.role == "assistant" then
+                if m.reasoning_content ~= nil then
+                    el = jsonbody.remove(el, "reasoning_content")
+                end
+                if m.reasoning ~= nil then
+                    el = jsonbody.remove(el, "reasoning")
+                end
+            end
+            return el
+        end)
+        body = jsonbody.set_raw(body, "messages", raw)
+    end
+
+    if thinking ~= nil and (reasoning.mode or "none") ~= "none" then
+        -- The template and trtllm's parser both read this (TRTLLM_FACTS.md).
+        body = set_in_object(body, "chat_template_kwargs", "enable_thinking", tostring(thinking))
+    end
+    if thinking == nil then
+        thinking = reasoning.thinking_default ~= false
+    end
+    info.thinking = thinking
+
+    local sampling = thinking and reasoning.sampling_thinking or reasoning.sampling_non_thinking
+    for _, key in ipairs(SAMPLING_KEYS) do
+        local v = sampling and sampling[key]
+        if v ~= nil and (req[key] == nil or req[key] == null) then
+            body = jsonbody.set_raw(body, key, tostring(v))
+        end
+    end
+
+    if (model.request or {}).tool_choice_auto and type(req.tools) == "table" and #req.tools > 0
+        and (req.tool_choice == nil or req.tool_choice == null) then
+        body = jsonbody.set_raw(body, "tool_choice", '"auto"')
+    end
+    return body, info
+end
+
+return _M

@@ -1,0 +1,73 @@
+-- Splits <think>...</think> out of streamed model text. Pure: state in a table, no ngx.*.
+--   local st = think.new(start_inside)
+--   local reasoning, content = think.feed(st, delta)   -- any number of times
+--   local reasoning, content = think.finish(st)        -- at the end: flushes held bytes
+-- A tag may arrive cut anywhere ("<thi" | "nk>"): a tail that could still become the tag we
+-- look for is held back until the next feed, and released by finish if it never does.
+local _M = { _VERSION = "0.1.0" }
+
+local find, sub = string.find, string.sub
+local concat = table.concat
+
+local OPEN, CLOSE = "<think>", "</think>"
+
+-- phases: "before" (no tag seen), "inside" (reasoning), "after" (content for good)
+function _M.new(start_inside)
+    return { phase = start_inside and "inside" or "before", held = "" }
+end
+
+-- Length of the longest suffix of s that is a proper prefix of tag.
+local function partial_suffix(s, tag)
+    local n = #s
+    for k = math.min(#tag - 1, n), 1, -1 do
+        if sub(s, n - k + 1) == sub(tag, 1, k) then
+            return k
+        end
+    end
+    return 0
+end
+
+function _M.feed(st, text)
+    local s = st.held .. (text or "")
+    st.held = ""
+    local r, c = {}, {}
+    while s ~= "" do
+        if st.phase == "after" then
+            c[#c + 1] = s
+            break
+        end
+        local tag = st.phase == "before" and OPEN or CLOSE
+        local out = st.phase == "before" and c or r
+        local i = find(s, tag, 1, true)
+        if i then
+            out[#out + 1] = sub(s, 1, i - 1)
+            s = sub(s, i + #tag)
+            st.phase = st.phase == "before" and "inside" or "after"
+        else
+            local k = partial_suffix(s, tag)
+            out[#out + 1] = sub(s, 1, #s - k)
+            st.held = sub(s, #s - k + 1)
+            break
+        end
+    end
+    return concat(r), concat(c)
+end
+
+function _M.finish(st)
+    local held = st.held
+    st.held = ""
+    if st.phase == "inside" then
+        return held, ""
+    end
+    return "", held
+end
+
+-- Whole-text split, for non-streaming responses: the same as one feed and a finish.
+function _M.split(text, start_inside)
+    local st = _M.new(start_inside)
+    local r1, c1 = _M.feed(st, text)
+    local r2, c2 = _M.finish(st)
+    return r1 .. r2, c1 .. c2
+end
+
+return _M
