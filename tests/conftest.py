@@ -157,12 +157,22 @@ class Router:
         return [ln for ln in lines if BAD_LOG.search(ln) and not (self.allow_log and self.allow_log.search(ln))]
 
 
-def write_registry(tmp_path: Path, **health) -> Path:
-    """A copy of configs/models.yaml with router.health settings changed."""
+def _merge(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def write_registry(tmp_path: Path, models: dict | None = None, name: str = "models.yaml", **health) -> Path:
+    """A copy of configs/models.yaml with router.health settings and model entries changed
+    (models: {id: {section: {field: value}}}, merged deeply)."""
     data = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
     data.setdefault("router", {}).setdefault("health", {}).update(health)
-    path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump(data))
+    _merge(data["models"], models or {})
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
@@ -241,7 +251,9 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     qwen = FakeBackend(free_port(), QWEN, []).start()
     nemo = FakeBackend(free_port(), NEMOTRON, []).start()
-    r = start_router(tmp / "router", {"qwen": [qwen.addr], "nemotron": [nemo.addr]})
+    # Plain fakes (no reasoning): these tests are about routing, not reasoning.
+    registry = write_registry(tmp, {QWEN: {"reasoning": {"mode": "none"}}, NEMOTRON: {"reasoning": {"mode": "none"}}})
+    r = start_router(tmp / "router", {"qwen": [qwen.addr], "nemotron": [nemo.addr]}, registry=registry)
     r.allow_log = re.compile(TOO_LARGE)
     try:
         wait_for(lambda: r.health()["status"] == "ready", "both models ready", 20, r.proc)

@@ -193,10 +193,11 @@ function _M.rewrite(body, req, model, kind)
         thinking = switches[1].on
     end
 
-    -- Messages: switch text the template does not understand, and reasoning echoed back.
+    -- Messages: switch text the template does not understand, or that a switch of higher
+    -- precedence overrules (Qwen would obey the text), and reasoning echoed back.
     local strip = {}
-    if not reasoning.soft_switch then
-        for _, sw in ipairs(switches) do
+    for _, sw in ipairs(switches) do
+        if not reasoning.soft_switch or sw.on ~= thinking then
             strip[sw.index] = sw
         end
     end

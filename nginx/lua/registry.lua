@@ -22,7 +22,8 @@ function _M.new(data, deployed)
             return fail("models[" .. i .. "] needs 'id' and 'upstreams'")
         end
         local model = { id = m.id, aliases = m.aliases or {}, upstreams = m.upstreams,
-                        timeouts = m.timeouts or {}, deployed = false }
+                        timeouts = m.timeouts or {}, reasoning = m.reasoning or {},
+                        request = m.request or {}, deployed = false }
         reg.models[i] = model
         for _, name in ipairs({ m.id, unpack(model.aliases) }) do
             local key = lower(name)

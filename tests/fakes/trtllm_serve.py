@@ -13,6 +13,16 @@ It behaves like the real server where the router can tell (see ../shared/TRTLLM_
   {"object": "error", "message", "type": "BadRequestError", "param", "code": 400};
 - echoes the request's `model` back, as the real server does.
 
+Reasoning, as the real models and parsers do it (--think-style, --reasoning-parser):
+- qwen3 style: "<think>\n...\n</think>\n\n" + answer; an empty think block after /no_think at
+  the end of the last user or system message; no tags with enable_thinking=false;
+- nemotron style: the prompt ends inside reasoning, so output is "...\n</think>\n" + answer
+  (no opening tag); no reasoning with enable_thinking=false; /no_think is not understood;
+- parsers follow tensorrt_llm/llmapi/reasoning_parser.py: qwen3 (opening tag required,
+  text before it dropped), deepseek-r1 (starts inside reasoning), nano-v3 (starts inside
+  unless enable_thinking is false); streamed deltas carry both content and reasoning_content.
+The thinking part streams in 3-character pieces, so tags arrive cut ("<th" | "ink>").
+
 Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
                        "token_interval": 0.01, "gate": true, "die_after_events": 3}
@@ -35,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
+REASONING = "The user wants a short answer. I will give one."
 WORDS = ("The quick brown fox jumps over the lazy dog while the router streams every token "
          "to the client without delay and nothing is ever lost").split()
 
@@ -142,6 +153,82 @@ class ResponsesRequest(_Forbid):
     user: Optional[str] = None
 
 
+def soft_switch(messages: list[dict[str, Any]]) -> bool | None:
+    """Qwen3's /think and /no_think: the last user message first, then the system message."""
+    def text(m: dict[str, Any]) -> str:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = " ".join(p.get("text", "") for p in c if isinstance(p, dict))
+        return (c or "").rstrip() if isinstance(c, str) else ""
+
+    users = [m for m in messages if m.get("role") == "user"]
+    systems = [m for m in messages if m.get("role") in ("system", "developer")]
+    for m in users[-1:] + systems[:1]:
+        t = text(m)
+        if t.endswith("/no_think"):
+            return False
+        if t.endswith("/think"):
+            return True
+    return None
+
+
+def think_prefix(style: str, req: "ChatCompletionRequest") -> str:
+    """What the model writes before its answer, given the chat template's switches."""
+    enabled = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
+    if style == "qwen3" and enabled:
+        if soft_switch(req.messages) is False:
+            return "<think>\n\n</think>\n\n"
+        return f"<think>\n{REASONING}\n</think>\n\n"
+    if style == "nemotron" and enabled:
+        return f"{REASONING}\n</think>\n"
+    return ""
+
+
+class ReasoningParser:
+    """trtllm-serve's --reasoning_parser behaviour (qwen3, deepseek-r1, nano-v3), per request."""
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self, name: str, chat_template_kwargs: dict[str, Any] | None):
+        kwargs = chat_template_kwargs or {}
+        self.inside = name == "deepseek-r1" or (name == "nano-v3" and kwargs.get("enable_thinking", True) is not False)
+        self.buf = ""
+
+    def delta(self, text: str) -> tuple[str, str]:
+        self.buf += text
+        t = self.buf
+        if self.OPEN.startswith(t) or self.CLOSE.startswith(t):
+            return "", ""
+        reasoning = content = ""
+        if not self.inside:
+            i = t.find(self.OPEN)
+            if i == -1:
+                self.buf = ""
+                return "", t
+            self.inside, t = True, t[i + len(self.OPEN):]
+        i = t.find(self.CLOSE)
+        if i == -1:
+            k = t.rfind("<")
+            if k != -1 and self.CLOSE.startswith(t[k:]):
+                self.buf, reasoning = t[k:], t[:k]
+            else:
+                self.buf, reasoning = "", t
+            return reasoning, ""
+        self.inside, self.buf = False, ""
+        return t[:i], t[i + len(self.CLOSE):]
+
+    def finish(self) -> tuple[str, str]:
+        rest, self.buf = self.buf, ""
+        if not rest or rest in (self.OPEN, self.CLOSE):
+            return "", ""
+        return (rest, "") if self.inside else ("", rest)
+
+    def whole(self, text: str) -> tuple[str, str]:
+        r1, c1 = self.delta(text)
+        r2, c2 = self.finish()
+        return r1 + r2, c1 + c2
+
+
 def error_response(message: str, status: int = 400, err_type: str = "BadRequestError") -> JSONResponse:
     # trtllm's ErrorResponse: flat, not wrapped in "error".
     return JSONResponse({"object": "error", "message": message, "type": err_type, "param": None,
@@ -157,6 +244,8 @@ class Behaviour:
         self.first_token_delay = args.first_token_delay
         self.token_interval = args.token_interval
         self.output_tokens = args.output_tokens
+        self.think_style = args.think_style
+        self.reasoning_parser = args.reasoning_parser
         self.gate = False
         self.die_after_events: int | None = None
         self.released = asyncio.Semaphore(0)
@@ -258,14 +347,20 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         await record(request)
         if not b.generate_ok:
             return error_response("executor is not running", 500, "InternalServerError")
-        toks, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
+        answer, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
+        prefix = think_prefix(b.think_style, req)
+        toks = [prefix[i:i + 3] for i in range(0, len(prefix), 3)] + answer
+        parsing = b.reasoning_parser != "none"
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         prompt_tokens = count_words(req.messages)
         if not req.stream:
             if req.stream_options is not None:
                 return error_response("Stream options can only be defined when `stream=True`.")
-            choices = [{"index": i, "message": {"role": "assistant", "content": "".join(toks),
-                                                "reasoning_content": None, "tool_calls": []},
+            text, reasoning = "".join(toks), None
+            if parsing:
+                reasoning, text = ReasoningParser(b.reasoning_parser, req.chat_template_kwargs).whole(text)
+            choices = [{"index": i, "message": {"role": "assistant", "content": text,
+                                                "reasoning_content": reasoning, "tool_calls": []},
                         "logprobs": None, "finish_reason": finish, "stop_reason": None}
                        for i in range(req.n)]
             return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": req.model,
@@ -275,13 +370,24 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             return sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
                         "choices": choices, **extra})
 
+        parsers = [ReasoningParser(b.reasoning_parser, req.chat_template_kwargs) for _ in range(req.n)]
+
+        def delta(i: int, piece: str, final: bool = False) -> dict[str, Any]:
+            if not parsing:
+                return {"content": piece}
+            r, c = parsers[i].delta(piece)
+            if final:
+                r2, c2 = parsers[i].finish()
+                r, c = r + r2, c + c2
+            return {"content": c, "reasoning_content": r}
+
         events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None} for i in range(req.n)])]
         for tok in toks:
-            events.append(chunk([{"index": i, "delta": {"content": tok}, "logprobs": None, "finish_reason": None}
+            events.append(chunk([{"index": i, "delta": delta(i, tok), "logprobs": None, "finish_reason": None}
                                  for i in range(req.n)]))
-        events.append(chunk([{"index": i, "delta": {"content": ""}, "logprobs": None, "finish_reason": finish,
-                              "stop_reason": None} for i in range(req.n)]))
+        events.append(chunk([{"index": i, "delta": delta(i, "", final=True), "logprobs": None,
+                              "finish_reason": finish, "stop_reason": None} for i in range(req.n)]))
         if req.stream_options and req.stream_options.include_usage:
             events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n)))
         events.append("data: [DONE]\n\n")
@@ -349,6 +455,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-interval", type=float, default=0.0, help="seconds between tokens (default: 0)")
     parser.add_argument("--output-tokens", type=int, default=12, help="tokens per answer (default: 12)")
     parser.add_argument("--version", default="1.2.0", help="reported by /version (default: 1.2.0)")
+    parser.add_argument("--think-style", choices=["none", "qwen3", "nemotron"], default="none",
+                        help="how the fake model writes its reasoning (default: none)")
+    parser.add_argument("--reasoning-parser", choices=["none", "qwen3", "deepseek-r1", "nano-v3"], default="none",
+                        help="trtllm-serve's --reasoning_parser to imitate (default: none)")
 
 
 def main(args: argparse.Namespace) -> int:
