@@ -252,7 +252,9 @@ def stack(tmp_path_factory):
     qwen = FakeBackend(free_port(), QWEN, []).start()
     nemo = FakeBackend(free_port(), NEMOTRON, []).start()
     # Plain fakes (no reasoning): these tests are about routing, not reasoning.
-    registry = write_registry(tmp, {QWEN: {"reasoning": {"mode": "none"}}, NEMOTRON: {"reasoning": {"mode": "none"}}})
+    unset = {"temperature": None, "top_p": None, "top_k": None}
+    plain = {"reasoning": {"mode": "none", "sampling_thinking": unset, "sampling_non_thinking": unset}}
+    registry = write_registry(tmp, {QWEN: plain, NEMOTRON: plain})
     r = start_router(tmp / "router", {"qwen": [qwen.addr], "nemotron": [nemo.addr]}, registry=registry)
     r.allow_log = re.compile(TOO_LARGE)
     try:
