@@ -1,0 +1,64 @@
+require("tests.lua.helper")
+local cjson = require("cjson.safe")
+local chatreq = require("chatreq")
+
+local QWEN = { reasoning = { mode = "backend", soft_switch = true, thinking_default = true,
+                             sampling_thinking = { temperature = 0.6 }, sampling_non_thinking = { temperature = 0.7 } },
+               request = { drop = { "parallel_tool_calls" }, tool_choice_auto = true } }
+local NEMO = { reasoning = { mode = "backend", soft_switch = false, thinking_default = true }, request = { drop = {} } }
+
+local function rewrite(body, model, kind)
+    return chatreq.rewrite(body, cjson.decode(body), model, kind or "chat")
+end
+
+describe("chat request rewriting", function()
+    it("applies the documented precedence", function()
+        local cases = {
+            { '{"messages":[{"role":"user","content":"hi"}]}', true },
+            { '{"messages":[{"role":"user","content":"hi /no_think"}]}', false },
+            { '{"messages":[{"role":"system","content":"x /no_think"},{"role":"user","content":"hi"}]}', false },
+            { '{"messages":[{"role":"system","content":"x /no_think"},{"role":"user","content":"hi /think"}]}', true },
+            { '{"reasoning_effort":"none","messages":[{"role":"user","content":"hi /think"}]}', false },
+            { '{"chat_template_kwargs":{"enable_thinking":true},"reasoning_effort":"none","messages":[]}', true },
+        }
+        for _, case in ipairs(cases) do
+            local _, info = rewrite(case[1], NEMO)
+            assert.equal(case[2], info.thinking, case[1])
+        end
+    end)
+
+    it("sets enable_thinking inside existing chat_template_kwargs and keeps its other keys", function()
+        local body = rewrite('{"chat_template_kwargs":{"x":[]},"reasoning_effort":"minimal","messages":[]}', NEMO)
+        assert.equal('{"chat_template_kwargs":{"x":[],"enable_thinking":false},"messages":[]}', body)
+    end)
+
+    it("removes switch text the template does not understand, keeps it where it does", function()
+        local raw = '{"messages":[{"role":"user","content":"hi  /no_think  "}]}'
+        assert.equal('{"messages":[{"role":"user","content":"hi"}],"chat_template_kwargs":{"enable_thinking":false}}',
+            rewrite(raw, NEMO))
+        assert.equal('{"messages":[{"role":"user","content":"hi  /no_think  "}],"chat_template_kwargs":{"enable_thinking":false},"temperature":0.7}',
+            rewrite(raw, QWEN))
+    end)
+
+    it("drops rejected fields, adds tool_choice, and leaves client sampling alone", function()
+        local body = rewrite('{"messages":[],"tools":[{"type":"function"}],"parallel_tool_calls":true,"temperature":0.1}', QWEN)
+        assert.equal('{"messages":[],"tools":[{"type":"function"}],"temperature":0.1,"tool_choice":"auto"}', body)
+    end)
+
+    it("asks for usage on streams and says so", function()
+        local body, info = rewrite('{"messages":[],"stream":true}', NEMO)
+        assert.equal('{"messages":[],"stream":true,"stream_options":{"include_usage":true}}', body)
+        assert.is_true(info.hide_usage)
+        body, info = rewrite('{"messages":[],"stream":true,"stream_options":{"include_usage":true}}', NEMO)
+        assert.is_false(info.hide_usage)
+        body = rewrite('{"prompt":"x","stream":false,"stream_options":{}}', NEMO, "completions")
+        assert.equal('{"prompt":"x","stream":false}', body)
+    end)
+
+    it("refuses bad switch values naming the field", function()
+        local _, err = rewrite('{"messages":[],"reasoning_effort":"max"}', NEMO)
+        assert.equal("reasoning_effort", err.param)
+        _, err = rewrite('{"messages":[],"reasoning_format":1}', NEMO)
+        assert.equal("reasoning_format", err.param)
+    end)
+end)
