@@ -22,6 +22,9 @@ import time
 
 from configs.registry import REPO_ROOT, load_registry
 
+# How each trtllm reasoning parser's model writes its thoughts, for the fake backends.
+FAKE_STYLE = {"qwen3": "qwen3", "nano-v3": "nemotron", "deepseek-r1": "nemotron"}
+
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="router port (default: 8000)")
@@ -45,10 +48,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         for i, model in enumerate(models):
             port = args.backend_port + i
+            parser = model.serve.reasoning_parser or "none"
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tests.fakes.trtllm_serve", "--port", str(port), "--model", model.id,
                  "--load-seconds", str(args.load_seconds), "--token-interval", str(args.token_interval),
-                 "--output-tokens", "40"], cwd=REPO_ROOT, start_new_session=True))
+                 "--output-tokens", "40", "--reasoning-parser", parser,
+                 "--think-style", FAKE_STYLE.get(parser, "none")], cwd=REPO_ROOT, start_new_session=True))
             upstreams += ["--upstream", f"{model.id}=127.0.0.1:{port}"]
         router = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "run_router.py"),
                                    "--port", str(args.port), *upstreams], cwd=REPO_ROOT, start_new_session=True)
