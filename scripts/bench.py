@@ -1,0 +1,492 @@
+"""Benchmark an OpenAI-compatible endpoint: single-stream speed, a concurrency sweep, TTFT and ITL.
+
+Usage:
+    python scripts/bench.py --url http://localhost:8000/v1 --model qwen
+    python scripts/bench.py --url http://localhost:8001/v1 --model nvidia/Qwen3-30B-A3B-FP4 --out-dir bench/direct
+    python scripts/bench.py --compare bench/router/results.json bench/direct/results.json
+
+Works against the router or a trtllm-serve directly (or any server speaking /v1/chat/completions
+with SSE). The model name is passed through as given: the router resolves aliases such as `qwen`.
+
+What is measured, per streamed request (client-side clock, `time.perf_counter`):
+- TTFT: request sent -> first chunk carrying generated text (content or reasoning_content);
+- ITL (inter-token latency): gaps between successive text-bearing chunks. trtllm-serve sends one
+  chunk per decode step by default (`stream_interval: 1`), so a gap is one step;
+- output tokens: `usage.completion_tokens` from the final usage chunk (requested with
+  `stream_options.include_usage`), else the number of text-bearing chunks;
+- session tok/s (decode speed): (output tokens - 1) / (last chunk - first chunk).
+Per level: total tok/s = all output tokens / wall time of the level; session tok/s is the mean
+over its requests; TTFT and ITL p50/p99 pool all requests; errors are failed or empty requests.
+
+Prompts are generated from a fixed seed (English and Japanese), requests carry `seed` and
+`ignore_eos` (accepted by trtllm-serve and vLLM; `--no-ignore-eos` for servers that refuse it)
+so every run asks for the same work. Results: results.json, results.csv, results.md and PNG
+plots in --out-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Optional
+
+SINGLE_LENGTHS = (64, 128, 256, 512, 1024)
+CONCURRENCY = (1, 4, 8, 16, 32, 64)
+
+EN_WORDS = ("river mountain engine garden signal winter harbor lantern market orbit forest copper "
+            "village thunder compass library silver meadow bridge ocean canyon festival").split()
+JA_WORDS = ("川 山 機関 庭 信号 冬 港 灯籠 市場 軌道 森 銅 村 雷 羅針盤 図書館 銀 草原 橋 海 峡谷 祭り").split()
+INSTRUCTIONS = {
+    "en": "Write a long, detailed story that uses all of these words, and do not stop early: ",
+    "ja": "次の単語をすべて使って、長く詳しい物語を日本語で書いてください。途中でやめないでください：",
+}
+
+
+# ---------------------------------------------------------------------------- pure parts
+
+def make_prompt(lang: str, seed: int, words: int) -> str:
+    """A deterministic prompt: same (lang, seed, words) -> same text on every machine."""
+    if lang not in INSTRUCTIONS:
+        raise ValueError(f"unknown prompt language {lang!r} (choose from {sorted(INSTRUCTIONS)})")
+    rng = random.Random(f"{lang}:{seed}:{words}")
+    pool = EN_WORDS if lang == "en" else JA_WORDS
+    sep = " " if lang == "en" else "、"
+    return INSTRUCTIONS[lang] + sep.join(rng.choice(pool) for _ in range(words))
+
+
+def sse_data(line: str) -> Optional[str]:
+    """The payload of one SSE line, or None for comments, blank lines and other fields."""
+    line = line.rstrip("\r\n")
+    if not line.startswith("data:"):
+        return None
+    return line[5:].lstrip(" ")
+
+
+def chunk_text(obj: dict[str, Any]) -> tuple[int, Optional[dict]]:
+    """(number of choices with generated text in this chunk, usage or None)."""
+    n = 0
+    for choice in obj.get("choices") or []:
+        delta = choice.get("delta") or {}
+        text = (delta.get("content") or "") + (delta.get("reasoning_content") or "") + (delta.get("reasoning") or "")
+        if text or choice.get("text"):
+            n += 1
+    return n, obj.get("usage")
+
+
+@dataclass
+class RequestResult:
+    start: float
+    end: float
+    token_times: list[float] = field(default_factory=list)
+    usage_tokens: Optional[int] = None
+    error: Optional[str] = None
+
+    @property
+    def output_tokens(self) -> int:
+        return self.usage_tokens if self.usage_tokens is not None else len(self.token_times)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and bool(self.token_times)
+
+    @property
+    def ttft(self) -> Optional[float]:
+        return self.token_times[0] - self.start if self.token_times else None
+
+    @property
+    def itls(self) -> list[float]:
+        t = self.token_times
+        return [b - a for a, b in zip(t, t[1:])]
+
+    @property
+    def decode_tps(self) -> Optional[float]:
+        t = self.token_times
+        if len(t) < 2 or t[-1] <= t[0]:
+            return None
+        # Tokens after the first over the time they took; with usage, chunks may carry several tokens.
+        return (self.output_tokens - 1) / (t[-1] - t[0])
+
+
+def consume_stream(lines: Iterable[tuple[float, str]], start: float) -> RequestResult:
+    """Fold timestamped SSE lines of one streamed chat completion into a RequestResult."""
+    res = RequestResult(start=start, end=start)
+    for ts, line in lines:
+        res.end = ts
+        data = sse_data(line)
+        if data is None or data == "":
+            continue
+        if data == "[DONE]":
+            break
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError:
+            res.error = f"bad SSE data: {data[:80]!r}"
+            break
+        if "error" in obj and not obj.get("choices"):
+            res.error = f"stream error: {json.dumps(obj['error'])[:200]}"
+            break
+        n, usage = chunk_text(obj)
+        if n:
+            res.token_times.append(ts)
+        if usage and usage.get("completion_tokens") is not None:
+            res.usage_tokens = int(usage["completion_tokens"])
+    if res.error is None and not res.token_times:
+        res.error = "no tokens in stream"
+    return res
+
+
+def percentile(values: list[float], q: float) -> Optional[float]:
+    """Linear-interpolated percentile (q in 0..100), None when empty."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * q / 100.0
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+@dataclass
+class LevelStats:
+    phase: str            # "single" or "sweep"
+    lang: str
+    concurrency: int
+    output_len: int
+    requests: int
+    errors: int
+    output_tokens: int
+    wall_s: float
+    total_tps: float
+    session_tps: Optional[float]
+    ttft_p50_ms: Optional[float]
+    ttft_p99_ms: Optional[float]
+    itl_p50_ms: Optional[float]
+    itl_p99_ms: Optional[float]
+
+
+def summarize(phase: str, lang: str, concurrency: int, output_len: int,
+              results: list[RequestResult], wall_s: float) -> LevelStats:
+    ok = [r for r in results if r.ok]
+    tokens = sum(r.output_tokens for r in ok)
+    sess = [r.decode_tps for r in ok if r.decode_tps is not None]
+    ttfts = [r.ttft for r in ok]
+    itls = [g for r in ok for g in r.itls]
+
+    def ms(v: Optional[float]) -> Optional[float]:
+        return None if v is None else v * 1000.0
+
+    return LevelStats(phase=phase, lang=lang, concurrency=concurrency, output_len=output_len,
+                      requests=len(results), errors=len(results) - len(ok), output_tokens=tokens,
+                      wall_s=wall_s, total_tps=tokens / wall_s if wall_s > 0 else 0.0,
+                      session_tps=statistics.fmean(sess) if sess else None,
+                      ttft_p50_ms=ms(percentile(ttfts, 50)), ttft_p99_ms=ms(percentile(ttfts, 99)),
+                      itl_p50_ms=ms(percentile(itls, 50)), itl_p99_ms=ms(percentile(itls, 99)))
+
+
+def _fmt(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{nd}f}"
+    return str(v)
+
+
+def markdown_tables(rows: list[LevelStats]) -> str:
+    out = []
+    single = [r for r in rows if r.phase == "single"]
+    if single:
+        out += ["### Single stream", "",
+                "| lang | output len | tok/s | TTFT p50 ms | ITL p50 ms | ITL p99 ms | errors |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += [f"| {r.lang} | {r.output_len} | {_fmt(r.session_tps)} | {_fmt(r.ttft_p50_ms)} | "
+                f"{_fmt(r.itl_p50_ms, 2)} | {_fmt(r.itl_p99_ms, 2)} | {r.errors}/{r.requests} |" for r in single]
+        out.append("")
+    sweep = [r for r in rows if r.phase == "sweep"]
+    if sweep:
+        out += ["### Concurrency sweep", "",
+                "| lang | conc | total tok/s | session tok/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | "
+                "ITL p99 ms | errors |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        out += [f"| {r.lang} | {r.concurrency} | {_fmt(r.total_tps)} | {_fmt(r.session_tps)} | "
+                f"{_fmt(r.ttft_p50_ms)} | {_fmt(r.ttft_p99_ms)} | {_fmt(r.itl_p50_ms, 2)} | "
+                f"{_fmt(r.itl_p99_ms, 2)} | {r.errors}/{r.requests} |" for r in sweep]
+        out.append("")
+    return "\n".join(out)
+
+
+def _key(r: dict) -> tuple:
+    return (r["phase"], r["lang"], r["concurrency"], r["output_len"])
+
+
+def compare_tables(a: dict, b: dict) -> str:
+    """Side-by-side markdown of two results.json documents, matched on (phase, lang, conc, len)."""
+    name_a, name_b = a.get("label") or "A", b.get("label") or "B"
+    rows_b = {_key(r): r for r in b["rows"]}
+    metrics = [("total_tps", "total tok/s"), ("session_tps", "session tok/s"),
+               ("ttft_p50_ms", "TTFT p50 ms"), ("itl_p50_ms", "ITL p50 ms"), ("itl_p99_ms", "ITL p99 ms")]
+    out = [f"A = {name_a}, B = {name_b}", "",
+           "| phase | lang | conc | len | metric | A | B | B/A |", "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for ra in a["rows"]:
+        rb = rows_b.get(_key(ra))
+        if rb is None:
+            continue
+        for k, label in metrics:
+            va, vb = ra.get(k), rb.get(k)
+            ratio = vb / va if va and vb is not None else None
+            out.append(f"| {ra['phase']} | {ra['lang']} | {ra['concurrency']} | {ra['output_len']} | {label} | "
+                       f"{_fmt(va)} | {_fmt(vb)} | {_fmt(ratio, 2)} |")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------- network
+
+def chat_body(model: str, prompt: str, max_tokens: int, seed: int, ignore_eos: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}],
+                            "max_tokens": max_tokens, "stream": True, "seed": seed, "temperature": 0.0,
+                            "stream_options": {"include_usage": True}}
+    if ignore_eos:
+        body["ignore_eos"] = True
+    return body
+
+
+async def _timed_lines(resp) -> AsyncIterator[tuple[float, str]]:
+    async for line in resp.aiter_lines():
+        yield time.perf_counter(), line
+
+
+async def one_request(client, url: str, body: dict[str, Any]) -> RequestResult:
+    start = time.perf_counter()
+    try:
+        async with client.stream("POST", url, json=body) as resp:
+            if resp.status_code != 200:
+                text = (await resp.aread()).decode("utf-8", "replace")[:200]
+                return RequestResult(start=start, end=time.perf_counter(), error=f"HTTP {resp.status_code}: {text}")
+            lines = [x async for x in _timed_lines(resp)]
+        return consume_stream(lines, start)
+    except Exception as exc:  # network errors count as errors of the level, not a crash
+        return RequestResult(start=start, end=time.perf_counter(), error=f"{type(exc).__name__}: {exc}")
+
+
+async def run_level(client, url: str, bodies: list[dict[str, Any]], concurrency: int, bar) -> tuple[list[RequestResult], float]:
+    queue = list(reversed(bodies))
+    results: list[RequestResult] = []
+
+    async def worker() -> None:
+        while queue:
+            body = queue.pop()
+            results.append(await one_request(client, url, body))
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results, time.perf_counter() - t0
+
+
+@dataclass
+class Plan:
+    phase: str
+    lang: str
+    concurrency: int
+    output_len: int
+    n_requests: int
+
+
+def build_plan(args: argparse.Namespace) -> list[Plan]:
+    plan = []
+    for lang in args.langs:
+        plan += [Plan("single", lang, 1, n, args.single_requests) for n in args.single_lengths]
+        plan += [Plan("sweep", lang, c, args.sweep_output_len, max(c * args.rounds, args.min_requests))
+                 for c in args.concurrency]
+    return plan
+
+
+async def run_all(args: argparse.Namespace, model: str, plan: list[Plan]) -> list[LevelStats]:
+    import httpx
+    from tqdm import tqdm
+
+    url = args.url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    limits = httpx.Limits(max_connections=max(p.concurrency for p in plan) + 4)
+    rows = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout), limits=limits, headers=headers) as client:
+        # One warm-up request so connection set-up and first-request costs stay out of the numbers.
+        await one_request(client, url, chat_body(model, make_prompt("en", args.seed, args.prompt_words), 8,
+                                                 args.seed, args.ignore_eos))
+        total = sum(p.n_requests for p in plan)
+        with tqdm(total=total, desc="requests", unit="req", file=sys.stderr, disable=args.quiet) as bar:
+            for p in plan:
+                bar.set_postfix_str(f"{p.phase} {p.lang} c={p.concurrency} len={p.output_len}")
+                bodies = [chat_body(model, make_prompt(p.lang, args.seed + i, args.prompt_words), p.output_len,
+                                    args.seed + i, args.ignore_eos) for i in range(p.n_requests)]
+                results, wall = await run_level(client, url, bodies, p.concurrency, bar)
+                rows.append(summarize(p.phase, p.lang, p.concurrency, p.output_len, results, wall))
+                errs = [r.error for r in results if r.error]
+                if errs and not args.quiet:
+                    tqdm.write(f"{len(errs)} error(s) at {p.phase} c={p.concurrency}: {errs[0]}", file=sys.stderr)
+    return rows
+
+
+def resolve_model(args: argparse.Namespace) -> str:
+    if args.model:
+        return args.model
+    import httpx
+    r = httpx.get(args.url.rstrip("/") + "/models", timeout=10)
+    r.raise_for_status()
+    data = r.json().get("data") or []
+    if not data:
+        raise SystemExit(f"{args.url}/models lists no model; pass --model")
+    return data[0]["id"]
+
+
+# ---------------------------------------------------------------------------- output
+
+def write_results(out_dir: Path, meta: dict[str, Any], rows: list[LevelStats]) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "md": out_dir / "results.md"}
+    dicts = [asdict(r) for r in rows]
+    paths["json"].write_text(json.dumps({**meta, "rows": dicts}, indent=2, ensure_ascii=False) + "\n")
+    with paths["csv"].open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(dicts[0]) if dicts else [f for f in LevelStats.__dataclass_fields__])
+        w.writeheader()
+        w.writerows(dicts)
+    paths["md"].write_text(f"# Benchmark: {meta['model']} at {meta['url']}\n\n" + markdown_tables(rows))
+    return paths
+
+
+def plot(docs: list[dict], out_dir: Path) -> list[Path]:
+    """PNG plots; several result documents are overlaid (compare mode)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    specs = [("single_stream.png", "single", "output_len", [("session_tps", "tok/s")], "output tokens",
+              "Single-stream decode speed"),
+             ("sweep_throughput.png", "sweep", "concurrency", [("total_tps", "total"), ("session_tps", "per session")],
+              "concurrency", "Output tokens/s"),
+             ("sweep_latency.png", "sweep", "concurrency", [("ttft_p50_ms", "TTFT p50"), ("ttft_p99_ms", "TTFT p99"),
+                                                             ("itl_p50_ms", "ITL p50"), ("itl_p99_ms", "ITL p99")],
+              "concurrency", "Latency (ms)")]
+    for fname, phase, xkey, series, xlabel, title in specs:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        drew = False
+        for doc in docs:
+            for lang in sorted({r["lang"] for r in doc["rows"]}):
+                rows = sorted((r for r in doc["rows"] if r["phase"] == phase and r["lang"] == lang),
+                              key=lambda r: r[xkey])
+                for key, label in series:
+                    pts = [(r[xkey], r[key]) for r in rows if r[key] is not None]
+                    if pts:
+                        ax.plot(*zip(*pts), marker="o", label=f"{doc.get('label') or doc['model']} {lang} {label}")
+                        drew = True
+        if not drew:
+            plt.close(fig)
+            continue
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(out_dir / fname, dpi=110)
+        plt.close(fig)
+        written.append(out_dir / fname)
+    return written
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _langs(text: str) -> list[str]:
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [v for v in vals if v not in INSTRUCTIONS]
+    if not vals or bad:
+        raise argparse.ArgumentTypeError(f"languages must be among {sorted(INSTRUCTIONS)}, got {text!r}")
+    return vals
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="http://localhost:8000/v1",
+                        help="OpenAI base URL: the router or a backend (default: http://localhost:8000/v1)")
+    parser.add_argument("--model", default=None,
+                        help="model id or alias as clients send it (default: the first of /v1/models)")
+    parser.add_argument("--api-key", default=None, help="bearer token, if the endpoint wants one (default: none)")
+    parser.add_argument("--single-lengths", type=_ints, default=list(SINGLE_LENGTHS),
+                        help="output lengths of the single-stream phase (default: 64,128,256,512,1024)")
+    parser.add_argument("--single-requests", type=int, default=3,
+                        help="requests per single-stream length (default: 3)")
+    parser.add_argument("--concurrency", type=_ints, default=list(CONCURRENCY),
+                        help="concurrency levels of the sweep (default: 1,4,8,16,32,64)")
+    parser.add_argument("--sweep-output-len", type=int, default=256, help="output tokens per sweep request (default: 256)")
+    parser.add_argument("--rounds", type=int, default=2, help="sweep requests per level = rounds x concurrency (default: 2)")
+    parser.add_argument("--min-requests", type=int, default=4, help="at least this many requests per sweep level (default: 4)")
+    parser.add_argument("--langs", type=_langs, default=["en", "ja"], help="prompt languages (default: en,ja)")
+    parser.add_argument("--prompt-words", type=int, default=64, help="words in each generated prompt (default: 64)")
+    parser.add_argument("--seed", type=int, default=1234, help="seed for prompts and sampling (default: 1234)")
+    parser.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
+                        help="do not send ignore_eos (default: sent, so outputs have the requested length)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default: 600)")
+    parser.add_argument("--label", default=None, help="name of this run in compare tables and plots (default: the model)")
+    parser.add_argument("--out-dir", type=Path, default=Path("bench-results"),
+                        help="where results.json/.csv/.md and PNGs go (default: bench-results)")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), default=None,
+                        help="no benchmark: print two results.json side by side and plot them into --out-dir")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.compare:
+        docs = []
+        for p in args.compare:
+            try:
+                docs.append(json.loads(p.read_text()))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise SystemExit(f"cannot read results file {p}: {exc}")
+        for d, p in zip(docs, args.compare):
+            d["label"] = d.get("label") or p.parent.name or p.stem
+        table = compare_tables(docs[0], docs[1])
+        print(table)
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        (args.out_dir / "compare.md").write_text(table)
+        for path in plot(docs, args.out_dir):
+            print(f"wrote {path}")
+        return 0
+    for name in ("single_requests", "rounds", "sweep_output_len", "prompt_words", "min_requests"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be positive")
+    model = resolve_model(args)
+    plan = build_plan(args)
+    t0 = time.time()
+    rows = asyncio.run(run_all(args, model, plan))
+    meta = {"url": args.url, "model": model, "label": args.label or model, "started": t0,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                         if k not in ("api_key", "compare")}}
+    paths = write_results(args.out_dir, meta, rows)
+    print(markdown_tables(rows))
+    for path in list(paths.values()) + plot([{**meta, "rows": [asdict(r) for r in rows]}], args.out_dir):
+        print(f"wrote {path}")
+    return 1 if rows and all(r.errors == r.requests for r in rows) else 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_cli_args(_parser)
+    sys.exit(main(_parser.parse_args()))
