@@ -8,6 +8,7 @@ local jsonbody = require("jsonbody")
 local chatreq = require("chatreq")
 local chatresp = require("chatresp")
 local sse = require("sse")
+local metrics = require("metrics")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -149,6 +150,7 @@ local function ready_peers(model)
 end
 
 function _M.access()
+    metrics.begin()
     if ngx_req.get_method() ~= "POST" then
         return send_error(405, "Method " .. ngx_req.get_method() .. " is not allowed on " .. ngx_var.uri
             .. "; use POST", "invalid_request_error", nil, "method_not_allowed", { Allow = "POST" })
@@ -226,6 +228,7 @@ function _M.access()
 
     rr = rr + 1
     ngx_var.router_model = model.id
+    metrics.start(model.id)
     ngx.ctx.model = model
     ngx.ctx.peers = peers
     ngx.ctx.next = rr % #peers
@@ -269,6 +272,7 @@ end
 -- clients expect {"error": {...}}. Only error responses are buffered; streams pass through.
 
 function _M.header_filter()
+    metrics.header()
     local ctx = ngx.ctx
     if ngx.status >= 400 and ctx.peer and ngx_var.upstream_status then
         ctx.wrap_error = { }
@@ -332,6 +336,7 @@ local function shape_stream(ctx, chunk, eof)
 end
 
 function _M.body_filter()
+    metrics.body(ngx.arg[1], ngx.arg[2])
     local ctx = ngx.ctx
     local buf = ctx.wrap_error
     if buf then
@@ -364,6 +369,7 @@ function _M.body_filter()
 end
 
 function _M.log()
+    metrics.log()
     -- The last try failed to connect too (nginx's own 502/504); earlier tries were marked by
     -- the balancer. Runs after the redirect to @error, hence variables rather than ngx.ctx.
     local status = ngx.status
@@ -471,6 +477,11 @@ function _M.nginx_error()
         msg = msg .. " for model '" .. model .. "'"
     end
     return send_error(status, msg, e[2], nil, e[3])
+end
+
+-- GET /metrics: the registry lives here, the text in metrics.lua.
+function _M.metrics()
+    return metrics.serve(reg, health.state)
 end
 
 return _M

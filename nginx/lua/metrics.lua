@@ -1,0 +1,467 @@
+-- Router metrics (Prometheus text at /metrics) and the JSON access log.
+--
+-- State: counters and histogram buckets in lua_shared_dict `router_metrics`, shared by workers.
+-- Per request, facts gather in ngx.ctx.metrics (start(), header(), body()) and are written once
+-- in the log phase (log()); per stream event only a local table is touched.
+-- Label values are bounded: `model` is a canonical registry id or "unknown", `status` an HTTP
+-- code, `upstream` an address from the registry. Raw client strings never become labels.
+-- Pure helpers (bucket_index, scan, usage, render, log_line) take state as arguments: busted
+-- tests them without nginx.
+local cjson = require("cjson.safe")
+
+local _M = { _VERSION = "0.1.0" }
+
+local ngx = ngx
+local find, match, sub, gsub, format = string.find, string.match, string.sub, string.gsub, string.format
+local concat, sort = table.concat, table.sort
+local tonumber, tostring, pairs, ipairs, type = tonumber, tostring, pairs, ipairs, type
+
+local LOG = "[metrics] "
+local SEP = "\1"   -- key separator in the shared dict: never in a model id, address or status
+
+-- Seconds. TTFT spans queueing + prefill (ms .. minutes); ITL is one decode step (ms .. s).
+_M.HISTOGRAMS = {
+    router_request_duration_seconds = {
+        help = "Time from the first request byte to the last response byte, generation endpoints.",
+        buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600 } },
+    router_time_to_first_token_seconds = {
+        help = "Time from the first request byte to the first upstream stream event with text.",
+        buckets = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 } },
+    router_inter_token_latency_seconds = {
+        help = "Gap between successive upstream stream events with text (one decode step at stream_interval 1).",
+        buckets = { 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5 } },
+}
+
+_M.COUNTERS = {
+    router_requests_total = "Requests to generation endpoints, by canonical model and HTTP status.",
+    router_output_tokens_total = "Output (completion) tokens reported by upstream usage.",
+    router_reasoning_tokens_total = "Reasoning tokens reported by upstream usage (completion_tokens_details).",
+    router_prompt_tokens_total = "Prompt tokens reported by upstream usage.",
+    router_upstream_retries_total = "Extra upstream attempts after a failed connect (failover).",
+    router_client_aborts_total = "Requests the client closed before the response was complete.",
+}
+
+local GAUGE_HELP = {
+    router_requests_in_flight = "Generation requests accepted and not yet finished.",
+    router_upstream_state = "1 for the current health state of each upstream (ready, starting, down).",
+}
+local STATES = { "ready", "starting", "down" }
+
+---------------------------------------------------------------------------------------------
+-- Pure helpers
+
+-- Index of the first bucket whose bound is >= v; #buckets + 1 is +Inf.
+function _M.bucket_index(buckets, v)
+    for i = 1, #buckets do
+        if v <= buckets[i] then
+            return i
+        end
+    end
+    return #buckets + 1
+end
+
+-- Stream events in one body chunk that carry generated text (content, reasoning, completion
+-- text or a Responses API delta). An empty "content":"" is not text. A key cut across two
+-- chunks is missed: timing only, token totals come from usage.
+local TEXT_KEYS = { '"content":%s*"[^"]', '"reasoning_content":%s*"[^"]', '"reasoning":%s*"[^"]',
+                    '"text":%s*"[^"]', '"delta":%s*"[^"]' }
+function _M.scan(chunk)
+    local n, pos = 0, 1
+    while true do
+        local s = find(chunk, "data:", pos, true)
+        if not s then
+            return n
+        end
+        local e = find(chunk, "data:", s + 5, true)
+        local event = sub(chunk, s + 5, e and e - 1 or #chunk)
+        for i = 1, #TEXT_KEYS do
+            if find(event, TEXT_KEYS[i]) then
+                n = n + 1
+                break
+            end
+        end
+        if not e then
+            return n
+        end
+        pos = e
+    end
+end
+
+-- Token counts from a usage object in text (the last one wins): completion, reasoning, prompt.
+-- Chat/completions use prompt_tokens/completion_tokens; the Responses API input/output_tokens.
+function _M.usage(text)
+    local at = find(text, '"usage"', 1, true)
+    if not at then
+        return nil
+    end
+    local u = sub(text, at)
+    local out = tonumber(match(u, '"completion_tokens"%s*:%s*(%d+)') or match(u, '"output_tokens"%s*:%s*(%d+)'))
+    local reasoning = tonumber(match(u, '"reasoning_tokens"%s*:%s*(%d+)'))
+    local prompt = tonumber(match(u, '"prompt_tokens"%s*:%s*(%d+)') or match(u, '"input_tokens"%s*:%s*(%d+)'))
+    if not out and not prompt then
+        return nil
+    end
+    return out, reasoning, prompt
+end
+
+local function esc(v)
+    return (gsub(gsub(gsub(tostring(v), "\\", "\\\\"), "\n", "\\n"), '"', '\\"'))
+end
+
+local function fmt_num(v)
+    if v == math.floor(v) and v < 1e15 and v > -1e15 then
+        return format("%d", v)
+    end
+    return format("%.6g", v)
+end
+
+-- Prometheus text exposition of a {key = value} snapshot of the dict plus gauges.
+-- keys: "c" SEP name SEP labels          (counter; labels preformatted: model="x",status="200")
+--       "h" SEP name SEP model SEP index (histogram bucket, not cumulative; 0 = sum, -1 = count)
+--       "g" SEP name SEP labels          (gauge)
+-- extra_gauges: list of {name, labels, value} computed at scrape time.
+function _M.render(snapshot, extra_gauges)
+    local counters, gauges, hists = {}, {}, {}
+    for key, value in pairs(snapshot) do
+        local kind, name, rest = match(key, "^(%a)" .. SEP .. "([^" .. SEP .. "]+)" .. SEP .. "(.*)$")
+        if kind == "c" then
+            counters[name] = counters[name] or {}
+            counters[name][rest] = value
+        elseif kind == "g" then
+            gauges[name] = gauges[name] or {}
+            gauges[name][rest] = value
+        elseif kind == "h" then
+            local model, idx = match(rest, "^(.*)" .. SEP .. "(%-?%d+)$")
+            if model then
+                hists[name] = hists[name] or {}
+                local h = hists[name][model] or { counts = {}, sum = 0, count = 0 }
+                hists[name][model] = h
+                idx = tonumber(idx)
+                if idx == 0 then
+                    h.sum = value
+                elseif idx == -1 then
+                    h.count = value
+                else
+                    h.counts[idx] = value
+                end
+            end
+        end
+    end
+    for _, g in ipairs(extra_gauges or {}) do
+        gauges[g[1]] = gauges[g[1]] or {}
+        gauges[g[1]][g[2]] = g[3]
+    end
+
+    local out = {}
+    local function series(name, labels, value)
+        out[#out + 1] = name .. (labels ~= "" and ("{" .. labels .. "}") or "") .. " " .. fmt_num(value)
+    end
+    local function sorted_keys(t)
+        local keys = {}
+        for k in pairs(t) do
+            keys[#keys + 1] = k
+        end
+        sort(keys)
+        return keys
+    end
+
+    for _, name in ipairs(sorted_keys(_M.COUNTERS)) do
+        out[#out + 1] = "# HELP " .. name .. " " .. _M.COUNTERS[name]
+        out[#out + 1] = "# TYPE " .. name .. " counter"
+        local c = counters[name] or {}
+        for _, labels in ipairs(sorted_keys(c)) do
+            series(name, labels, c[labels])
+        end
+    end
+    for _, name in ipairs(sorted_keys(GAUGE_HELP)) do
+        out[#out + 1] = "# HELP " .. name .. " " .. GAUGE_HELP[name]
+        out[#out + 1] = "# TYPE " .. name .. " gauge"
+        local g = gauges[name] or {}
+        for _, labels in ipairs(sorted_keys(g)) do
+            series(name, labels, g[labels])
+        end
+    end
+    for _, name in ipairs(sorted_keys(_M.HISTOGRAMS)) do
+        local def = _M.HISTOGRAMS[name]
+        out[#out + 1] = "# HELP " .. name .. " " .. def.help
+        out[#out + 1] = "# TYPE " .. name .. " histogram"
+        local per_model = hists[name] or {}
+        for _, model in ipairs(sorted_keys(per_model)) do
+            local h = per_model[model]
+            local m = 'model="' .. esc(model) .. '"'
+            local cum = 0
+            for i = 1, #def.buckets do
+                cum = cum + (h.counts[i] or 0)
+                series(name .. "_bucket", m .. ',le="' .. fmt_num(def.buckets[i]) .. '"', cum)
+            end
+            cum = cum + (h.counts[#def.buckets + 1] or 0)
+            series(name .. "_bucket", m .. ',le="+Inf"', cum)
+            series(name .. "_sum", m, h.sum)
+            series(name .. "_count", m, h.count)
+        end
+    end
+    return concat(out, "\n") .. "\n"
+end
+
+-- One access-log line: JSON, never prompt or completion text.
+function _M.log_line(rec)
+    return (gsub(cjson.encode(rec), "\\/", "/"))
+end
+
+---------------------------------------------------------------------------------------------
+-- nginx glue
+
+local dict = ngx.shared.router_metrics
+local now, update_time = ngx.now, ngx.update_time
+
+-- A microsecond monotonic clock for X-Router-Time-Ms (ngx.now() has millisecond steps).
+local clock = now
+do
+    local ok, ffi = pcall(require, "ffi")
+    if ok then
+        local defined = pcall(ffi.cdef, [[
+            typedef struct { long tv_sec; long tv_nsec; } router_metrics_timespec;
+            int clock_gettime(int clk_id, router_metrics_timespec *tp);
+        ]])
+        if defined then
+            local ts = ffi.new("router_metrics_timespec")
+            local C = ffi.C
+            clock = function()
+                C.clock_gettime(1, ts)   -- CLOCK_MONOTONIC
+                return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+            end
+        end
+    end
+end
+_M.clock = clock
+
+local function incr(key, n)
+    if n == 0 then
+        return
+    end
+    local _, err, forcible = dict:incr(key, n, 0)
+    if err then
+        ngx.log(ngx.WARN, LOG, "failed to count ", key, ": ", err)
+    elseif forcible then
+        ngx.log(ngx.WARN, LOG, "router_metrics dict is full: old series evicted")
+    end
+end
+
+local function observe(name, model, v)
+    local idx = _M.bucket_index(_M.HISTOGRAMS[name].buckets, v)
+    local base = "h" .. SEP .. name .. SEP .. model .. SEP
+    incr(base .. idx, 1)
+    incr(base .. "0", v)
+    incr(base .. "-1", 1)
+end
+
+-- access phase, first line: start the router-time clock.
+function _M.begin()
+    ngx.ctx.metrics = { t_begin = clock() }
+end
+
+-- access phase, after routing: the request is in flight for a canonical model.
+function _M.start(model_id)
+    local ctx = ngx.ctx
+    local m = ctx.metrics
+    if not m then
+        m = {}
+        ctx.metrics = m
+    end
+    if m.t_begin then
+        m.router_ms = (clock() - m.t_begin) * 1000
+    end
+    m.model = model_id
+    m.itl = {}
+    m.itl_sum, m.itl_n, m.text_events = 0, 0, 0
+    incr("g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="' .. esc(model_id) .. '"', 1)
+end
+
+-- header filter: say how long the router itself took before proxying.
+function _M.header()
+    local m = ngx.ctx.metrics
+    if m and m.router_ms then
+        ngx.header["X-Router-Time-Ms"] = format("%.3f", m.router_ms)
+    end
+end
+
+local ITL = _M.HISTOGRAMS.router_inter_token_latency_seconds.buckets
+
+-- body filter, first line, on the upstream's bytes: TTFT, ITL and usage.
+function _M.body(chunk, eof)
+    local m = ngx.ctx.metrics
+    if not m or not m.model then
+        return
+    end
+    if chunk and chunk ~= "" then
+        m.bytes = (m.bytes or 0) + #chunk
+        local n = _M.scan(chunk)
+        if n > 0 then
+            update_time()
+            local t = now()
+            if not m.t_first then
+                m.t_first = t
+            elseif m.t_last then
+                local gap = t - m.t_last
+                local idx = _M.bucket_index(ITL, gap)
+                m.itl[idx] = (m.itl[idx] or 0) + 1
+                m.itl_sum, m.itl_n = m.itl_sum + gap, m.itl_n + 1
+            end
+            m.t_last = t
+            m.text_events = m.text_events + n
+        end
+        -- usage may be cut across chunks: look at the tail of the previous chunk too.
+        local text = m.tail and (m.tail .. chunk) or chunk
+        if find(text, '"usage"', 1, true) then
+            local out, reasoning, prompt = _M.usage(text)
+            if out or prompt then
+                m.out_tokens, m.reasoning_tokens, m.prompt_tokens = out, reasoning, prompt
+            end
+        end
+        m.tail = #chunk > 300 and sub(chunk, -300) or chunk
+    end
+    if eof then
+        m.complete = true
+    end
+end
+
+local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true }
+
+local log_file, log_path_checked
+
+local function open_log()
+    log_path_checked = true
+    local path = os.getenv("ROUTER_ACCESS_LOG")
+    if path == "off" then
+        return
+    end
+    if not path or path == "" then
+        path = ngx.config.prefix() .. "logs/access.log"
+    elseif path == "stdout" then
+        path = "/dev/stdout"
+    end
+    local f, err = io.open(path, "a")
+    if not f then
+        ngx.log(ngx.ERR, LOG, "failed to open access log ", path, ": ", err)
+        return
+    end
+    f:setvbuf("line")   -- one write(2) per line: lines of concurrent workers do not interleave
+    log_file = f
+end
+
+-- log phase: write the request's numbers and one access-log line. After the internal
+-- redirect to @error ngx.ctx is empty; the model and peer come from variables then.
+function _M.log()
+    local var = ngx.var
+    local uri = var.uri
+    if not GEN[uri] then
+        return
+    end
+    local m = ngx.ctx.metrics or {}
+    local model_var = var.router_model
+    local model = (model_var ~= nil and model_var ~= "") and model_var or "unknown"
+    local status = ngx.status
+    local t_start = ngx.req.start_time()
+    update_time()
+    local t_end = now()
+    local duration = t_end - t_start
+    local ml = 'model="' .. esc(model) .. '"'
+
+    incr("c" .. SEP .. "router_requests_total" .. SEP .. ml .. ',status="' .. tonumber(status) .. '"', 1)
+    if model_var ~= nil and model_var ~= "" then
+        -- start() counted it in flight (router_model is set right after, in the same access call).
+        incr("g" .. SEP .. "router_requests_in_flight" .. SEP .. ml, -1)
+        observe("router_request_duration_seconds", model, duration)
+    end
+    local ttft
+    if m.t_first then
+        ttft = m.t_first - t_start
+        observe("router_time_to_first_token_seconds", model, ttft)
+    end
+    if m.itl_n and m.itl_n > 0 then
+        local base = "h" .. SEP .. "router_inter_token_latency_seconds" .. SEP .. model .. SEP
+        for idx, n in pairs(m.itl) do
+            incr(base .. idx, n)
+        end
+        incr(base .. "0", m.itl_sum)
+        incr(base .. "-1", m.itl_n)
+    end
+    if m.out_tokens then
+        incr("c" .. SEP .. "router_output_tokens_total" .. SEP .. ml, m.out_tokens)
+    end
+    if m.reasoning_tokens then
+        incr("c" .. SEP .. "router_reasoning_tokens_total" .. SEP .. ml, m.reasoning_tokens)
+    end
+    if m.prompt_tokens then
+        incr("c" .. SEP .. "router_prompt_tokens_total" .. SEP .. ml, m.prompt_tokens)
+    end
+    local addrs = var.upstream_addr
+    local tries = 0
+    if addrs then
+        for _ in string.gmatch(addrs, "[^,%s][^,]*") do
+            tries = tries + 1
+        end
+    end
+    if tries > 1 then
+        incr("c" .. SEP .. "router_upstream_retries_total" .. SEP .. ml, tries - 1)
+    end
+    -- 499: closed before the response started; otherwise a stream cut by the client leaves
+    -- $request_completion empty.
+    local aborted = status == 499 or (status < 400 and var.request_completion ~= "OK")
+    if aborted then
+        incr("c" .. SEP .. "router_client_aborts_total" .. SEP .. ml, 1)
+    end
+
+    if not log_path_checked then
+        open_log()
+    end
+    if log_file then
+        local peer = var.router_peer
+        log_file:write(_M.log_line({
+            time = var.time_iso8601,
+            model = model,
+            upstream = (peer ~= nil and peer ~= "") and peer or cjson.null,
+            method = var.request_method,
+            path = uri,
+            status = status,
+            ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10 or cjson.null,
+            duration_ms = math.floor(duration * 1e4 + 0.5) / 10,
+            router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3 or cjson.null,
+            prompt_tokens = m.prompt_tokens or cjson.null,
+            output_tokens = m.out_tokens or cjson.null,
+            reasoning_tokens = m.reasoning_tokens or cjson.null,
+            bytes_in = tonumber(var.request_length) or 0,
+            bytes_out = tonumber(var.bytes_sent) or 0,
+            upstream_tries = tries,
+            client_abort = aborted,
+            request_id = var.request_id,
+        }), "\n")
+    end
+end
+
+-- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.
+function _M.serve(reg, state)
+    local snapshot = {}
+    for _, key in ipairs(dict:get_keys(0)) do
+        local v = dict:get(key)
+        if v then
+            snapshot[key] = v
+        end
+    end
+    local extra = {}
+    for _, model in ipairs(reg and reg.deployed or {}) do
+        local ml = 'model="' .. esc(model.id) .. '"'
+        extra[#extra + 1] = { "router_requests_in_flight", ml, snapshot["g" .. SEP .. "router_requests_in_flight" .. SEP .. ml] or 0 }
+        for _, addr in ipairs(model.upstreams) do
+            local current = state(addr)
+            for _, s in ipairs(STATES) do
+                extra[#extra + 1] = { "router_upstream_state", ml .. ',upstream="' .. esc(addr) .. '",state="' .. s .. '"',
+                                      current == s and 1 or 0 }
+            end
+        end
+    end
+    ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+    ngx.print(_M.render(snapshot, extra))
+end
+
+return _M
