@@ -57,7 +57,35 @@ http {{
         location = /health_generate {{ return 200; }}
         location = /v1/chat/completions {{
             default_type application/json;
+            if ($http_x_bench_stream) {{
+                rewrite ^ /bench-chat-stream last;
+            }}
             return 200 '{{"id":"chatcmpl-bench","object":"chat.completion","created":1,"model":"{model}","choices":[{{"index":0,"message":{{"role":"assistant","content":"ok"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}}}';
+        }}
+        location = /bench-chat-stream {{
+                content_by_lua_block {{
+                    -- A thinking model's stream: <think>, reasoning, </think>, answer, cut in pieces.
+                    local ffi = require("ffi")
+                    pcall(ffi.cdef, "typedef struct {{ long tv_sec; long tv_usec; }} bench_tv; int gettimeofday(bench_tv *tv, void *tz);")
+                    local tv = ffi.new("bench_tv")
+                    local function now_us()
+                        ffi.C.gettimeofday(tv, nil)
+                        return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
+                    end
+                    local pieces = {{ "<thi", "nk>\\n", "Let", " me", " think", ".\\n", "</th", "ink>", "\\n\\n", "The" }}
+                    local interval = ngx.var.arg_fast and 0 or {interval}
+                    ngx.header["Content-Type"] = "text/event-stream"
+                    for i = 1, {events} do
+                        if i > 1 and interval > 0 then ngx.sleep(interval) end
+                        local piece = pieces[i] or " word"
+                        ngx.print('data: {{"id":"c","object":"chat.completion.chunk","t":', now_us(),
+                            ',"choices":[{{"index":0,"delta":{{"content":"', piece, '"}},"finish_reason":null}}]}}\n\n')
+                        ngx.flush(true)
+                    end
+                    ngx.print('data: {{"id":"c","choices":[{{"index":0,"delta":{{"content":""}},"finish_reason":"stop"}}]}}\n\n')
+                    ngx.print('data: {{"id":"c","choices":[],"usage":{{"completion_tokens":{events}}}}}\n\n')
+                    ngx.print("data: [DONE]\n\n")
+                }}
         }}
         location = /v1/completions {{
             content_by_lua_block {{
@@ -111,6 +139,14 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"%s","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":8}'
+""" % MODEL
+
+# Streams from a thinking model; usage asked for, so pass-through really passes through.
+WRK_STREAM_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Bench-Stream"] = "1"
+wrk.body = '{"model":"%s","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}'
 """ % MODEL
 
 
@@ -217,12 +253,18 @@ def percentile(values: list[float], p: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def stream_once(client: httpx.Client, url: str) -> tuple[float, list[float], int, int]:
+def stream_once(client: httpx.Client, url: str, chat: bool = False) -> tuple[float, list[float], int, int]:
     """One streamed request -> (ttfb ms, per-event delay ms, events, reads holding >1 event)."""
-    body = {"model": MODEL, "prompt": "hi", "stream": True, "max_tokens": 16}
+    if chat:
+        path, headers = "/v1/chat/completions", {"X-Bench-Stream": "1"}
+        body = {"model": MODEL, "stream": True, "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        path, headers = "/v1/completions", {}
+        body = {"model": MODEL, "prompt": "hi", "stream": True, "max_tokens": 16}
     t0 = time.time()
     ttfb, delays, events, coalesced, buf = None, [], 0, 0, b""
-    with client.stream("POST", url + "/v1/completions", json=body) as resp:
+    with client.stream("POST", url + path, json=body, headers=headers) as resp:
         resp.raise_for_status()
         for chunk in resp.iter_raw():
             now = time.time()
@@ -235,18 +277,19 @@ def stream_once(client: httpx.Client, url: str) -> tuple[float, list[float], int
             *done, buf = buf.split(b"\n\n")
             for ev in done:
                 if ev.startswith(b"data: {"):
-                    sent_us = json.loads(ev[6:])["t"]
-                    delays.append(now * 1000 - sent_us / 1000)
+                    sent_us = json.loads(ev[6:]).get("t")
+                    if sent_us is not None:
+                        delays.append(now * 1000 - sent_us / 1000)
                     events += 1
     return ttfb or float("nan"), delays, events, coalesced
 
 
-def bench_streaming(target: str, url: str, streams: int) -> Streaming:
+def bench_streaming(target: str, url: str, streams: int, chat: bool = False) -> Streaming:
     ttfbs, delays, events, coalesced = [], [], 0, 0
     with httpx.Client(timeout=30) as client:
-        stream_once(client, url)  # warm up connections
+        stream_once(client, url, chat)  # warm up connections
         for _ in range(streams):
-            t, d, n, c = stream_once(client, url)
+            t, d, n, c = stream_once(client, url, chat)
             ttfbs.append(t)
             delays += d
             events += n
@@ -273,6 +316,15 @@ def markdown(report: Report) -> str:
                          f"(plain nginx {p.p50_ms - d.p50_ms:+.3f} ms); router throughput = "
                          f"{100 * r.req_per_s / p.req_per_s:.1f}% of plain nginx")
     sd = {s.target: s for s in report.streaming}
+    for c in sorted({t.concurrency for t in report.throughput}):
+        a, b = by.get(("router (pass-through), chat streams", c)), by.get(("router (think splitting), chat streams", c))
+        if a and b:
+            lines.append(f"- c={c}: think splitting keeps {100 * b.req_per_s / a.req_per_s:.1f}% of pass-through "
+                         f"stream throughput")
+    if "direct (chat)" in sd and "router (think splitting)" in sd:
+        lines.append(f"- think splitting: event delay p99 {sd['router (think splitting)'].event_delay_p99_ms:.3f} ms "
+                     f"vs direct {sd['direct (chat)'].event_delay_p99_ms:.3f} ms (+"
+                     f"{sd['router (think splitting)'].event_delay_p99_ms - sd['direct (chat)'].event_delay_p99_ms:.3f} ms)")
     if "direct" in sd and "router" in sd:
         lines.append(f"- streaming: router adds {sd['router'].ttfb_p50_ms - sd['direct'].ttfb_p50_ms:+.3f} ms TTFB p50, "
                      f"{sd['router'].event_delay_p99_ms - sd['direct'].event_delay_p99_ms:+.3f} ms event delay p99 "
@@ -302,20 +354,35 @@ def main(args: argparse.Namespace) -> int:
     report = Report(notes={"cpus": os.cpu_count(), "loadavg_start": os.getloadavg(),
                            "event_interval_s": args.event_interval, "nginx": binary})
     try:
-        bport, rport, pport = free_port(), free_port(), free_port()
+        bport, pport = free_port(), free_port()
         main_text = main_lines(needs_modules)
         procs.append(start_nginx(binary, tmp / "backend", BACKEND_CONF.format(
             main=main_text, port=bport, model=MODEL, events=args.events, interval=args.event_interval)))
         procs.append(start_nginx(binary, tmp / "plain", PLAIN_CONF.format(main=main_text, port=pport, backend=bport)))
         reg = load_registry()
-        make_prefix(tmp / "router", dumps(router_config(reg, {reg.find(MODEL).id: [f"127.0.0.1:{bport}"]})),
-                    "127.0.0.1", rport, needs_modules)
-        procs.append(start_nginx(binary, tmp / "router"))
-        targets = {"direct": f"http://127.0.0.1:{bport}", "router": f"http://127.0.0.1:{rport}",
-                   "plain-nginx": f"http://127.0.0.1:{pport}"}
-        wait_http(targets["direct"] + "/health", procs[0])
-        wait_http(targets["plain-nginx"] + "/health", procs[1])
-        wait_http(targets["router"] + "/health", procs[2])
+        model_id = reg.find(MODEL).id
+        upstream = {model_id: [f"127.0.0.1:{bport}"]}
+
+        def router_with(name: str, **reasoning) -> str:
+            """A router prefix whose bench model has its registry reasoning settings changed."""
+            cfg = router_config(reg, upstream)
+            for m in cfg["models"]:
+                m["reasoning"] = {**m["reasoning"], **reasoning}
+            port = free_port()
+            make_prefix(tmp / name, dumps(cfg), "127.0.0.1", port, needs_modules)
+            procs.append(start_nginx(binary, tmp / name))
+            return f"http://127.0.0.1:{port}"
+
+        # Routing alone (no reasoning shaping, no sampling defaults); the shipped registry
+        # entry (trtllm's parser splits, the router normalises); the router splitting tags.
+        unset = {"temperature": None, "top_p": None, "top_k": None}
+        router_url = router_with("router", mode="none", sampling_thinking=unset, sampling_non_thinking=unset)
+        shaped_url = router_with("router-registry")
+        think_url = router_with("router-think", mode="tags")
+        targets = {"direct": f"http://127.0.0.1:{bport}", "router": router_url,
+                   "plain-nginx": f"http://127.0.0.1:{pport}", "router (registry entry)": shaped_url}
+        for proc, url in zip(procs, [targets["direct"], targets["plain-nginx"], router_url, shaped_url, think_url]):
+            wait_http(url + "/health", proc)
 
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
@@ -325,8 +392,21 @@ def main(args: argparse.Namespace) -> int:
                 rps, p50, p99, errors = run_wrk(url + "/v1/chat/completions", c, args.duration, script)
                 report.throughput.append(Throughput(name, c, rps, p50, p99, errors))
                 print(f"  {name:12s} c={c:<3d} {rps:10,.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
-        for name, url in targets.items():
-            report.streaming.append(bench_streaming(name, url, args.streams))
+        for name in ("direct", "router", "plain-nginx"):
+            report.streaming.append(bench_streaming(name, targets[name], args.streams))
+
+        # Think splitting: chat streams of a thinking model, pass-through vs the router splitting.
+        stream_script = tmp / "stream.lua"
+        stream_script.write_text(WRK_STREAM_SCRIPT)
+        think_targets = {"router (pass-through)": targets["router"], "router (think splitting)": think_url}
+        for c in args.concurrency:
+            for name, url in think_targets.items():
+                run_wrk(url + "/v1/chat/completions?fast=1", c, 1, stream_script)
+                rps, p50, p99, errors = run_wrk(url + "/v1/chat/completions?fast=1", c, args.duration, stream_script)
+                report.throughput.append(Throughput(name + ", chat streams", c, rps, p50, p99, errors))
+                print(f"  {name:26s} c={c:<3d} {rps:10,.0f} streams/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
+        for name, url in {"direct (chat)": targets["direct"], **think_targets}.items():
+            report.streaming.append(bench_streaming(name, url, args.streams, chat=True))
         report.notes["loadavg_end"] = os.getloadavg()
     finally:
         for p in procs:
