@@ -66,6 +66,44 @@ class BuildRecipe(_Strict):
     kv_cache: Literal["auto", "fp8"] = "auto"
 
 
+class Ssm(_Strict):
+    """Mamba-2 state of a hybrid model: a fixed amount per running sequence, not per token."""
+
+    layers: int = Field(gt=0, description="Mamba layers")
+    heads: int = Field(gt=0, description="mamba_num_heads")
+    head_dim: int = Field(gt=0, description="mamba_head_dim")
+    state_size: int = Field(gt=0, description="ssm_state_size")
+    groups: int = Field(gt=0, description="n_groups")
+    conv_kernel: int = Field(gt=0, description="conv_kernel")
+
+    def bytes_per_sequence(self, state_dtype_bytes: int) -> int:
+        ssm = self.heads * self.head_dim * self.state_size * state_dtype_bytes
+        conv = (self.heads * self.head_dim + 2 * self.groups * self.state_size) * (self.conv_kernel - 1) * 2
+        return self.layers * (ssm + conv)
+
+
+class Memory(_Strict):
+    """What scripts/plan_memory.py needs: checkpoint size and the shape of the KV cache.
+
+    Numbers come from the checkpoint's config.json and file sizes on Hugging Face.
+    """
+
+    weights_format: Literal["nvfp4", "fp8", "bf16"] = Field(
+        description="nvfp4 runs only on Blackwell (SM100/SM120/GB10); fp8 needs Hopper or newer")
+    weights_gb: float = Field(gt=0, description="checkpoint size in GB (10^9 bytes), as Hugging Face lists it")
+    attention_layers: int = Field(gt=0, description="layers that keep a KV cache")
+    kv_heads: int = Field(gt=0, description="num_key_value_heads")
+    head_dim: int = Field(gt=0)
+    native_context: int = Field(gt=0, description="longest context the model was trained for")
+    checkpoint_kv_format: Literal["fp8", "bf16"] = Field(
+        "bf16", description="KV cache format the checkpoint declares (hf_quant_config kv_cache_quant_algo); "
+        "what kv_cache_config.dtype: auto gives")
+    ssm: Ssm | None = None
+
+    def kv_bytes_per_token(self, kv_dtype_bytes: int) -> int:
+        return 2 * self.attention_layers * self.kv_heads * self.head_dim * kv_dtype_bytes
+
+
 class Sampling(_Strict):
     """Sampling values applied only where the client set none (trtllm-serve's own default is 1.0)."""
 
@@ -124,6 +162,7 @@ class Model(_Strict):
     timeouts: Timeouts = Timeouts()
     serve: ServeRecipe
     build: BuildRecipe | None = None
+    memory: Memory | None = None
     reasoning: Reasoning = Reasoning()
     request: RequestHygiene = RequestHygiene()
 
@@ -157,6 +196,11 @@ class Model(_Strict):
         if not self.upstreams:
             object.__setattr__(self, "upstreams", (f"{self.serve.service}:{self.serve.port}",))
         return self
+
+    @property
+    def env_prefix(self) -> str:
+        """Prefix of this model's knobs in .env / compose, e.g. QWEN_ for service qwen."""
+        return self.serve.service.upper().replace("-", "_") + "_"
 
     @property
     def names(self) -> tuple[str, ...]:
