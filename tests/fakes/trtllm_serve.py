@@ -229,6 +229,31 @@ class ReasoningParser:
         return r1 + r2, c1 + c2
 
 
+def schema_instance(schema: dict[str, Any]) -> Any:
+    """A value valid under a (simple) JSON schema: what guided decoding would force the model to write."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {k: schema_instance(v) for k, v in props.items()}
+    if kind == "array":
+        return [schema_instance(schema.get("items", {"type": "string"}))]
+    return {"string": "example", "integer": 1, "number": 1.5, "boolean": True, "null": None}[kind]
+
+
+def guided_text(response_format: dict[str, Any] | None) -> str | None:
+    """The JSON text trtllm-serve's guided decoding (xgrammar) makes the model produce, if any."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_schema":
+        return json.dumps(schema_instance(response_format.get("json_schema", {}).get("schema", {})))
+    if kind == "json_object":
+        return json.dumps({"answer": "example"})
+    return None
+
+
 def error_response(message: str, status: int = 400, err_type: str = "BadRequestError") -> JSONResponse:
     # trtllm's ErrorResponse: flat, not wrapped in "error".
     return JSONResponse({"object": "error", "message": message, "type": err_type, "param": None,
@@ -348,6 +373,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         if not b.generate_ok:
             return error_response("executor is not running", 500, "InternalServerError")
         answer, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
+        guided = guided_text(req.response_format)
+        if guided is not None:
+            answer, finish = [guided[i:i + 4] for i in range(0, len(guided), 4)], "stop"
         prefix = think_prefix(b.think_style, req)
         toks = [prefix[i:i + 3] for i in range(0, len(prefix), 3)] + answer
         parsing = b.reasoning_parser != "none"
