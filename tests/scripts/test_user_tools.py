@@ -20,7 +20,7 @@ def thinking_stack(router):
     """Both models with fakes that think like the real ones, behind the router."""
     qwen = FakeBackend(free_port(), QWEN, ["--think-style", "qwen3", "--reasoning-parser", "qwen3"]).start()
     nemo = FakeBackend(free_port(), NEMOTRON, ["--think-style", "nemotron", "--reasoning-parser", "nano-v3"]).start()
-    r = router({"qwen": [qwen.addr], "nemotron": [nemo.addr]}, allow_log="executor|upstream")
+    r = router({"qwen": [qwen.addr], "nemotron": [nemo.addr]}, allow_log=r"executor|upstream|recv\(\) failed")
     wait_for(lambda: r.health()["status"] == "ready", "both ready", 20, r.proc)
     yield r, qwen, nemo
     qwen.stop()
