@@ -405,9 +405,11 @@ function _M.log()
     if tries > 1 then
         incr("c" .. SEP .. "router_upstream_retries_total" .. SEP .. ml, tries - 1)
     end
-    -- 499: closed before the response started; otherwise a stream cut by the client leaves
-    -- $request_completion empty.
-    local aborted = status == 499 or (status < 400 and var.request_completion ~= "OK")
+    -- 499: closed before the response started. After that nginx keeps the status it sent;
+    -- a response whose last buffer never reached the body filter was cut (by the client:
+    -- an upstream failure mid-stream is an upstream error, logged by nginx as such).
+    local aborted = status == 499 or (m.model ~= nil and status < 400 and not m.complete
+        and var.upstream_status ~= "502")
     if aborted then
         incr("c" .. SEP .. "router_client_aborts_total" .. SEP .. ml, 1)
     end
