@@ -192,14 +192,15 @@ def main_lines(needs_modules: bool) -> str:
     return "\n".join(lines)
 
 
-def start_nginx(binary: str, prefix: Path, conf_text: str | None = None) -> subprocess.Popen:
+def start_nginx(binary: str, prefix: Path, conf_text: str | None = None,
+                env: dict[str, str] | None = None) -> subprocess.Popen:
     if conf_text is not None:
         (prefix / "conf").mkdir(parents=True, exist_ok=True)
         (prefix / "logs").mkdir(exist_ok=True)
         (prefix / "temp").mkdir(exist_ok=True)
         (prefix / "conf" / "nginx.conf").write_text(conf_text)
     return subprocess.Popen([binary, "-p", f"{prefix}/", "-c", "conf/nginx.conf", "-g", "daemon off;"],
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, **(env or {})})
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -315,6 +316,11 @@ def markdown(report: Report) -> str:
             lines.append(f"- c={c}: router adds {r.p50_ms - d.p50_ms:+.3f} ms p50 over direct "
                          f"(plain nginx {p.p50_ms - d.p50_ms:+.3f} ms); router throughput = "
                          f"{100 * r.req_per_s / p.req_per_s:.1f}% of plain nginx")
+    for c in sorted({t.concurrency for t in report.throughput}):
+        on, off = by.get(("router", c)), by.get(("router (metrics off)", c))
+        if on and off:
+            lines.append(f"- c={c}: metrics + access log on cost {on.p50_ms - off.p50_ms:+.3f} ms p50 and keep "
+                         f"{100 * on.req_per_s / off.req_per_s:.1f}% of the metrics-off throughput")
     sd = {s.target: s for s in report.streaming}
     for c in sorted({t.concurrency for t in report.throughput}):
         a, b = by.get(("router (pass-through), chat streams", c)), by.get(("router (think splitting), chat streams", c))
@@ -363,14 +369,14 @@ def main(args: argparse.Namespace) -> int:
         model_id = reg.find(MODEL).id
         upstream = {model_id: [f"127.0.0.1:{bport}"]}
 
-        def router_with(name: str, **reasoning) -> str:
+        def router_with(name: str, env: dict[str, str] | None = None, **reasoning) -> str:
             """A router prefix whose bench model has its registry reasoning settings changed."""
             cfg = router_config(reg, upstream)
             for m in cfg["models"]:
                 m["reasoning"] = {**m["reasoning"], **reasoning}
             port = free_port()
             make_prefix(tmp / name, dumps(cfg), "127.0.0.1", port, needs_modules)
-            procs.append(start_nginx(binary, tmp / name))
+            procs.append(start_nginx(binary, tmp / name, env=env))
             return f"http://127.0.0.1:{port}"
 
         # Routing alone (no reasoning shaping, no sampling defaults); the shipped registry
@@ -379,9 +385,14 @@ def main(args: argparse.Namespace) -> int:
         router_url = router_with("router", mode="none", sampling_thinking=unset, sampling_non_thinking=unset)
         shaped_url = router_with("router-registry")
         think_url = router_with("router-think", mode="tags")
+        # The same routing-only router with metrics and the access log off (ROUTER_METRICS=off).
+        quiet_url = router_with("router-quiet", env={"ROUTER_METRICS": "off"}, mode="none",
+                                sampling_thinking=unset, sampling_non_thinking=unset)
         targets = {"direct": f"http://127.0.0.1:{bport}", "router": router_url,
-                   "plain-nginx": f"http://127.0.0.1:{pport}", "router (registry entry)": shaped_url}
-        for proc, url in zip(procs, [targets["direct"], targets["plain-nginx"], router_url, shaped_url, think_url]):
+                   "plain-nginx": f"http://127.0.0.1:{pport}", "router (registry entry)": shaped_url,
+                   "router (metrics off)": quiet_url}
+        for proc, url in zip(procs, [targets["direct"], targets["plain-nginx"], router_url, shaped_url, think_url,
+                                     quiet_url]):
             wait_http(url + "/health", proc)
 
         script = tmp / "post.lua"
@@ -392,7 +403,7 @@ def main(args: argparse.Namespace) -> int:
                 rps, p50, p99, errors = run_wrk(url + "/v1/chat/completions", c, args.duration, script)
                 report.throughput.append(Throughput(name, c, rps, p50, p99, errors))
                 print(f"  {name:12s} c={c:<3d} {rps:10,.0f} req/s  p50 {p50:.3f} ms  p99 {p99:.3f} ms", flush=True)
-        for name in ("direct", "router", "plain-nginx"):
+        for name in ("direct", "router", "plain-nginx", "router (metrics off)"):
             report.streaming.append(bench_streaming(name, targets[name], args.streams))
 
         # Think splitting: chat streams of a thinking model, pass-through vs the router splitting.

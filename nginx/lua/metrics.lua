@@ -255,13 +255,31 @@ local function observe(name, model, v)
     incr(base .. "-1", 1)
 end
 
+-- ROUTER_METRICS=off turns off per-request tracking: no /metrics series, no access log.
+local enabled = true
+
+-- init: read the switch once.
+function _M.configure(value)
+    enabled = not (value == "off" or value == "0" or value == "false")
+    return enabled
+end
+
+function _M.enabled()
+    return enabled
+end
+
 -- access phase, first line: start the router-time clock.
 function _M.begin()
-    ngx.ctx.metrics = { t_begin = clock() }
+    if enabled then
+        ngx.ctx.metrics = { t_begin = clock() }
+    end
 end
 
 -- access phase, after routing: the request is in flight for a canonical model.
 function _M.start(model_id)
+    if not enabled then
+        return
+    end
     local ctx = ngx.ctx
     local m = ctx.metrics
     if not m then
@@ -345,8 +363,47 @@ local function open_log()
         ngx.log(ngx.ERR, LOG, "failed to open access log ", path, ": ", err)
         return
     end
-    f:setvbuf("line")   -- one write(2) per line: lines of concurrent workers do not interleave
+    f:setvbuf("no")   -- the batches below are the buffering
     log_file = f
+end
+
+-- Lines wait in a per-worker batch and leave in one write(2) of whole lines, when the next
+-- line would pass LOG_BATCH bytes or after LOG_FLUSH_S. A write per request cost ~15% of
+-- throughput at c=16; a batch under PIPE_BUF (4096) stays atomic on a pipe such as docker's
+-- stdout, so lines of concurrent workers never interleave.
+local LOG_BATCH, LOG_FLUSH_S = 3584, 0.5
+local batch, batch_n, batch_bytes = {}, 0, 0
+
+local function flush_log()
+    if batch_n > 0 and log_file then
+        log_file:write(concat(batch, "", 1, batch_n))
+        batch_n, batch_bytes = 0, 0
+    end
+end
+
+local function append_log(line)
+    if batch_bytes + #line > LOG_BATCH then
+        flush_log()
+    end
+    batch_n = batch_n + 1
+    batch[batch_n] = line
+    batch_bytes = batch_bytes + #line
+end
+
+-- init_worker: flush on a timer, and once more when the worker exits (premature).
+function _M.init_worker()
+    if not enabled then
+        return
+    end
+    local ok, err = ngx.timer.every(LOG_FLUSH_S, function()
+        local fine, e = pcall(flush_log)
+        if not fine then
+            ngx.log(ngx.ERR, LOG, "failed to write the access log: ", e)
+        end
+    end)
+    if not ok then
+        ngx.log(ngx.ERR, LOG, "failed to start the access log timer: ", err)
+    end
 end
 
 -- log phase: write the request's numbers and one access-log line. After the internal
@@ -354,7 +411,7 @@ end
 function _M.log()
     local var = ngx.var
     local uri = var.uri
-    if not GEN[uri] then
+    if not enabled or not GEN[uri] then
         return
     end
     local m = ngx.ctx.metrics or {}
@@ -419,7 +476,7 @@ function _M.log()
     end
     if log_file then
         local peer = var.router_peer
-        log_file:write(_M.log_line({
+        append_log(_M.log_line({
             time = var.time_iso8601,
             model = model,
             upstream = (peer ~= nil and peer ~= "") and peer or cjson.null,
@@ -437,7 +494,7 @@ function _M.log()
             upstream_tries = tries,
             client_abort = aborted,
             request_id = var.request_id,
-        }), "\n")
+        }) .. "\n")
     end
 end
 

@@ -84,6 +84,7 @@ function _M.init()
         end
     end
     health.configure_resolver(os.getenv("ROUTER_RESOLVER"))
+    metrics.configure(os.getenv("ROUTER_METRICS"))
     started_at = math.floor(ngx.time())
 end
 
@@ -97,6 +98,7 @@ function _M.init_worker()
         end
     end
     health.start(addrs, reg.health)
+    metrics.init_worker()
 end
 
 ---------------------------------------------------------------------------------------------
@@ -481,6 +483,10 @@ end
 
 -- GET /metrics: the registry lives here, the text in metrics.lua.
 function _M.metrics()
+    if not metrics.enabled() then
+        return send_error(404, "Metrics are turned off on this router (ROUTER_METRICS=off)",
+            "invalid_request_error", nil, "metrics_disabled")
+    end
     return metrics.serve(reg, health.state)
 end
 
