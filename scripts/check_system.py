@@ -25,6 +25,8 @@ PACKAGES = {
     "lua-busted": lambda: shutil.which("busted"),
     "luajit2": lambda: shutil.which("luajit"),
     "wrk": lambda: shutil.which("wrk"),
+    # promtool checks monitoring/prometheus/prometheus.yml in tests (the package ships it).
+    "prometheus": lambda: shutil.which("promtool"),
 }
 ROUTER_ONLY = {"nginx", "libnginx-mod-http-lua", "lua-cjson"}
 
