@@ -60,10 +60,14 @@ class ServeRecipe(_Strict):
 class BuildRecipe(_Strict):
     """How `build_engines` makes the served checkpoint from Hugging Face weights."""
 
-    source: str = Field(description="Hugging Face repo of the unquantized weights")
-    revision: str = "main"
+    source: str = Field(description="Hugging Face repo (or local directory) of the unquantized weights")
+    revision: str = Field("main", description="branch, tag or commit of the source repo")
     quant: Literal["nvfp4", "fp8"] = "nvfp4"
-    kv_cache: Literal["auto", "fp8"] = "auto"
+    kv_cache: Literal["auto", "fp8"] = Field("fp8", description="fp8: calibrated FP8 KV-cache scales; auto: none")
+    calibration: str = Field(
+        "ja_en", description="built-in set name (build_engines/calib/<name>.jsonl), or a .txt/.jsonl file")
+    calib_samples: int = Field(256, gt=0, description="calibration texts used")
+    calib_seq_len: int = Field(512, gt=0, description="tokens per calibration text (truncated)")
 
 
 class Ssm(_Strict):

@@ -1,0 +1,162 @@
+"""`quantize`: ModelOpt post-training quantization to NVFP4 or FP8, exported as a unified HF checkpoint.
+
+    python -m build_engines quantize --model qwen3-4b                  # GPU, the registry recipe
+    python -m build_engines quantize --source ./tiny --quant fp8 --device cpu --output /tmp/tiny-fp8
+
+Steps, as NVIDIA's examples/llm_ptq/hf_ptq.py (NVIDIA/Model-Optimizer) does them: load the BF16
+model with transformers; mtq.quantize() with NVFP4_DEFAULT_CFG or FP8_DEFAULT_CFG (lm_head,
+embeddings and MoE router gates stay unquantized in those configs), plus FP8_KV_CFG through
+mtq.update_quant_cfg_with_kv_cache_quant for an FP8 KV cache; a forward pass over the calibration
+texts sets the scales; modelopt.torch.export.export_hf_checkpoint writes config.json with its
+quantization_config, hf_quant_config.json and safetensors. ModelOpt writes no tokenizer, so it
+is saved here, with the remote-code files of trust_remote_code models, and build_manifest.json.
+
+Safe by construction: everything is written to <output>.partial-<pid> and renamed into place
+only after `verify` passes on it; a failure or Ctrl-C removes it; a finished build with the same
+recipe is a no-op unless --force. Needs a CUDA GPU for real models (`--device cpu` is for tiny
+test models: NVFP4 calibration and export work on CPU, NVFP4 inference does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+from build_engines import calib as calib_mod
+from build_engines import download, manifest, verify
+from build_engines.recipe import (BuildError, Recipe, add_recipe_args, atomic_directory, check_free_disk, fail,
+                                  resolve)
+
+# model_type values whose unified HF export ModelOpt documents (examples/llm_ptq support matrix)
+# and trtllm-serve loads. Others may work: --allow-untested-arch tries anyway.
+SUPPORTED_ARCHS = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "nemotron_h",
+                   "gemma2", "gemma3", "gemma3_text", "phi3", "deepseek_v3", "gpt_oss"}
+# Output size relative to the BF16 source: NVFP4 = 4 bits + one FP8 scale per 16 weights
+# (4.5 bits) for linears, embeddings and lm_head stay BF16; FP8 = 8 bits.
+SIZE_RATIO = {"nvfp4": 0.35, "fp8": 0.55}
+
+
+def quant_config(quant: str, kv_cache: str):
+    import modelopt.torch.quantization as mtq
+
+    cfg = {"nvfp4": mtq.NVFP4_DEFAULT_CFG, "fp8": mtq.FP8_DEFAULT_CFG}[quant]
+    if kv_cache == "fp8":
+        if hasattr(mtq, "update_quant_cfg_with_kv_cache_quant"):
+            cfg = mtq.update_quant_cfg_with_kv_cache_quant(cfg, mtq.FP8_KV_CFG["quant_cfg"])
+        else:  # ModelOpt < 0.40: quant_cfg is a dict of patterns
+            import copy
+
+            cfg = copy.deepcopy(cfg)
+            cfg["quant_cfg"].update(mtq.FP8_KV_CFG["quant_cfg"])
+    return cfg
+
+
+def already_built(recipe: Recipe) -> bool:
+    data = manifest.read(recipe.output)
+    return data is not None and data.get("recipe") == recipe.identity()
+
+
+def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: bool = False,
+        cache_dir: Path | None = None, trust_remote_code: bool = False, allow_untested_arch: bool = False) -> Path:
+    """Build (or confirm) the checkpoint for `recipe`; returns its directory."""
+    if recipe.output.exists() and not force:
+        if already_built(recipe):
+            print(f"already built: {recipe.output} (same recipe; --force rebuilds)")
+            return recipe.output
+        raise BuildError(f"{recipe.output} exists but was built from another recipe or not by build_engines; "
+                         "use --force to replace it, or --output elsewhere")
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BuildError("no CUDA GPU visible: calibrating a real model needs one (run in the TensorRT-LLM "
+                         "container: docker compose --profile build run --rm build quantize ...); "
+                         "--device cpu is only for tiny test models")
+    try:
+        import modelopt.torch.quantization as mtq
+        from modelopt.torch.export import export_hf_checkpoint
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise BuildError(f"{err.name} is not installed: pip install -e '.[build]' (torch first, see Makefile)") from None
+
+    src, revision = download.fetch(recipe, cache_dir, offline)
+    config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
+    arch = getattr(config, "model_type", None)
+    if arch not in SUPPORTED_ARCHS and not allow_untested_arch:
+        raise BuildError(f"model_type '{arch}' is not one ModelOpt's unified export documents "
+                         f"({', '.join(sorted(SUPPORTED_ARCHS))}); --allow-untested-arch tries anyway")
+    src_bytes = sum(p.stat().st_size for p in src.glob("*.safetensors"))
+    if src_bytes == 0:
+        raise BuildError(f"{src}: no safetensors weights (only .safetensors sources are supported)")
+    check_free_disk(recipe.output.parent, int(src_bytes * SIZE_RATIO[recipe.quant] * 1.2) + (64 << 20))
+    calib = calib_mod.load(recipe.calibration, recipe.calib_samples)
+
+    started = time.monotonic()
+    tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
+    model.to(device).eval()
+    batches = [tokenizer(text, return_tensors="pt", truncation=True, max_length=recipe.calib_seq_len)["input_ids"]
+               for text in calib.texts]
+
+    from tqdm import tqdm
+
+    def forward_loop(m) -> None:
+        with torch.no_grad():
+            for ids in tqdm(batches, desc="calibrating", unit="text"):
+                m(ids.to(device))
+
+    model = mtq.quantize(model, quant_config(recipe.quant, recipe.kv_cache), forward_loop)
+    enabled = sum(1 for name, mod in model.named_modules()
+                  if name.endswith("weight_quantizer") and getattr(mod, "is_enabled", False))
+    if enabled == 0:
+        raise BuildError(f"ModelOpt found no layer it can quantize in this {arch} model")
+
+    with atomic_directory(recipe.output, replace=force) as tmp:
+        with torch.inference_mode():
+            export_hf_checkpoint(model, export_dir=tmp)
+        tokenizer.save_pretrained(tmp)
+        if trust_remote_code:
+            for py in src.glob("*.py"):
+                shutil.copy2(py, tmp / py.name)
+        manifest.write(tmp, recipe, revision,
+                       {"set": calib.name, "texts": len(calib.texts), "seq_len": recipe.calib_seq_len,
+                        "sha256": calib.sha256},
+                       {"model_type": arch, "quantized_linears": enabled,
+                        "seconds": round(time.monotonic() - started, 1)})
+        report = verify.check(tmp, recipe.quant, recipe.kv_cache)
+        if not report.ok:
+            raise BuildError("the export failed verification: " + "; ".join(report.problems[:5]))
+    print(f"built {recipe.output}: {recipe.quant.upper()} weights, KV cache {recipe.kv_cache}, "
+          f"{enabled} quantized linears, {time.monotonic() - started:.0f} s")
+    return recipe.output
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    add_recipe_args(parser)
+    download.add_hub_args(parser)
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (tiny test models only)")
+    parser.add_argument("--force", action="store_true", help="rebuild even if the output is complete (default: off)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow the model's own Python code (e.g. Nemotron-H) (default: off)")
+    parser.add_argument("--allow-untested-arch", action="store_true",
+                        help="try architectures outside ModelOpt's documented list (default: off)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        recipe = resolve(args)
+        run(recipe, device=args.device, force=args.force, offline=args.offline, cache_dir=args.cache_dir,
+            trust_remote_code=args.trust_remote_code or _registry_trusts(recipe),
+            allow_untested_arch=args.allow_untested_arch)
+    except BuildError as err:
+        return fail(err)
+    return 0
+
+
+def _registry_trusts(recipe: Recipe) -> bool:
+    if not recipe.model_id:
+        return False
+    from configs.registry import load_registry
+
+    return load_registry().find(recipe.model_id).serve.trust_remote_code
