@@ -14,7 +14,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_engines import download, manifest
+from build_engines import calib, download, manifest
 from build_engines.quantize import SIZE_RATIO
 from build_engines.recipe import BuildError, Recipe, add_recipe_args, fail, resolve
 
@@ -25,6 +25,7 @@ class Plan:
     source_bytes: int | None
     cached: bool
     built: bool
+    calib_texts: int
 
     @property
     def output_bytes(self) -> int | None:
@@ -45,8 +46,10 @@ def make(recipe: Recipe, cache_dir: Path | None, offline: bool) -> Plan:
         cached = True
     except BuildError:
         cached = False
+    done = manifest.read(recipe.output)
+    texts = len(calib.load(recipe.calibration, recipe.calib_samples).texts)
     return Plan(recipe, download.source_bytes(recipe, cache_dir, offline), cached,
-                manifest.read(recipe.output) is not None and manifest.read(recipe.output).get("recipe") == recipe.identity())
+                done is not None and done.get("recipe") == recipe.identity(), texts)
 
 
 def gb(n: int | None) -> str:
@@ -59,7 +62,8 @@ def render(p: Plan) -> str:
         f"model      {r.model_id or r.source}",
         f"source     {r.source} @ {r.revision} ({'local directory' if r.source_is_local else 'cached' if p.cached else 'to download'})",
         f"quantize   {r.quant.upper()} weights, KV cache {r.kv_cache}, ModelOpt PTQ calibrated on "
-        f"'{r.calibration}' ({r.calib_samples} texts x {r.calib_seq_len} tokens)",
+        f"'{r.calibration}' ({p.calib_texts} texts" + (f" of {r.calib_samples} asked for" if p.calib_texts < r.calib_samples
+                                                      else "") + f", up to {r.calib_seq_len} tokens each)",
         f"output     {r.output}" + (" (already built: quantize is a no-op)" if p.built else ""),
         "",
         f"1. download   {gb(p.download_bytes)} into the Hugging Face cache",

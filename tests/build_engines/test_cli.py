@@ -1,0 +1,113 @@
+"""build_engines without a GPU or the network: recipes, calibration data, download, plan, compose."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from build_engines.__main__ import main as cli
+from build_engines.calib import builtin_names, load
+from build_engines.recipe import BuildError
+from configs.registry import load_registry
+from tests.compose.test_compose import resolved
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_builtin_calibration_set_mixes_japanese_and_english():
+    rows = [json.loads(line) for line in (REPO / "build_engines" / "calib" / "ja_en.jsonl").read_text().splitlines()]
+    langs = [r["lang"] for r in rows]
+    assert "ja_en" in builtin_names() and langs.count("ja") >= 40 and langs.count("en") >= 40
+    assert len({r["text"] for r in rows}) == len(rows), "no duplicates"
+    assert any("\u3040" <= ch <= "\u30ff" for r in rows if r["lang"] == "ja" for ch in r["text"])
+    assert len(load("ja_en", 10).texts) == 10
+
+
+def test_a_calibration_file_may_be_text_or_jsonl_and_bad_lines_are_named(tmp_path):
+    (tmp_path / "c.txt").write_text("one\n\ntwo\n")
+    assert load(str(tmp_path / "c.txt"), 5).texts == ("one", "two")
+    (tmp_path / "c.jsonl").write_text('{"text": "a"}\n{"txt": "b"}\n')
+    with pytest.raises(BuildError, match=r"c.jsonl:2: expected a JSON object with a 'text' field"):
+        load(str(tmp_path / "c.jsonl"), 5)
+    with pytest.raises(BuildError, match="neither built in"):
+        load("no-such-set", 5)
+
+
+def test_the_third_models_build_lands_where_its_service_serves_it(tmp_path):
+    model = load_registry().find("qwen3-4b")
+    assert model.build.source == "Qwen/Qwen3-4B-Instruct-2507" and model.build.quant == "nvfp4"
+    from build_engines.recipe import resolve
+    from build_engines.quantize import add_cli_args
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_cli_args(parser)
+    recipe = resolve(parser.parse_args(["--model", "qwen3-4b", "--engines-dir", str(tmp_path)]))
+    assert "/engines/" + recipe.output.relative_to(tmp_path).as_posix() == model.serve.checkpoint
+    cfg = resolved("qwen3-4b")
+    assert cfg["services"]["qwen3-4b"]["command"][5] == model.serve.checkpoint
+    assert any(v["target"] == "/engines" for v in cfg["services"]["qwen3-4b"]["volumes"])
+
+
+def test_the_build_profile_runs_the_pipeline_in_the_trtllm_image_on_the_gpu():
+    cfg = resolved("build")
+    b = cfg["services"]["build"]
+    assert b["image"] == resolved("qwen")["services"]["qwen"]["image"]
+    assert b["entrypoint"] == ["python3", "-m", "build_engines"] and b["working_dir"] == "/workspace"
+    assert b["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    mounts = {v["target"]: v for v in b["volumes"]}
+    assert mounts["/workspace"]["source"] == str(REPO) and not mounts["/engines"].get("read_only")
+    assert b["environment"]["ENGINES_DIR"] == "/engines"
+    assert [name for name in cfg["services"]] == ["build"], "building starts nothing else"
+
+
+def _fake_hub_cache(root: Path, repo: str, files: dict[str, bytes]) -> Path:
+    """The Hugging Face cache layout snapshot_download reads offline."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    base = root / ("models--" + repo.replace("/", "--"))
+    snap = base / "snapshots" / sha
+    snap.mkdir(parents=True)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(sha)
+    return snap
+
+
+def test_download_offline_reuses_the_cache_and_says_when_it_cannot(tmp_path, capsys):
+    snap = _fake_hub_cache(tmp_path / "hub", "acme/tiny", {"config.json": b"{}", "model.safetensors": b"x" * 10})
+    assert cli(["download", "--source", "acme/tiny", "--cache-dir", str(tmp_path / "hub"), "--offline"]) == 0
+    assert str(snap) in capsys.readouterr().out
+    assert cli(["download", "--source", "acme/other", "--cache-dir", str(tmp_path / "hub"), "--offline"]) == 2
+    assert "is not in the Hugging Face cache and downloads are off" in capsys.readouterr().err
+
+
+def test_plan_reports_sizes_and_steps_from_a_local_source(tiny_models, tmp_path, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(tiny_models["llama"], src)
+    assert cli(["plan", "--source", str(src), "--quant", "fp8", "--engines-dir", str(tmp_path / "e"), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "FP8 weights, KV cache fp8" in out and "local directory" in out
+    assert str(tmp_path / "e" / "src-fp8") in out and "GB" in out and "unknown" not in out
+
+
+def test_plan_for_a_registry_model_works_offline(capsys):
+    assert cli(["plan", "--model", "qwen3-4b", "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert "Qwen/Qwen3-4B-Instruct-2507" in out and "NVFP4" in out and "Blackwell" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["plan"], "give exactly one of --model"),
+    (["plan", "--model", "nope"], "'nope' is not a model id or alias"),
+    (["plan", "--model", "qwen", "--source", "x"], "give exactly one of --model"),
+    (["quantize", "--model", "qwen3-4b", "--calib-samples", "0"], "must be positive"),
+    (["verify", "--output", "/nonexistent/ckpt"], "does not exist"),
+])
+def test_bad_input_is_one_clear_line_and_exit_2(argv, message, capsys):
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
