@@ -206,3 +206,16 @@ def test_every_stream_event_reaches_the_client_before_the_backend_sends_the_next
                     break
                 qwen.release(1)   # only now may the next event leave the backend
     assert len(seen) == 1 + 6 + 1 + 1 + 1   # role, tokens, finish, usage, [DONE]
+
+
+def test_the_model_built_by_build_engines_routes_by_alias_with_its_model_card_sampling(fake_backend, router):
+    built = "Qwen3-4B-Instruct-2507-NVFP4"
+    backend = fake_backend(built)
+    r = router({"qwen3-4b": [backend.addr]})
+    r.wait_state(built, "ready")
+    resp = r.post("/v1/chat/completions", json={"model": "qwen3-4b", "messages": [{"role": "user", "content": "hi"}]})
+    assert resp.status_code == 200 and resp.json()["model"] == built
+    sent = json.loads(backend.requests()[-1]["body"])
+    assert (sent["model"], sent["temperature"], sent["top_p"], sent["top_k"]) == (built, 0.7, 0.8, 20)
+    other = r.post("/v1/chat/completions", json={"model": "qwen", "messages": [{"role": "user", "content": "hi"}]})
+    assert other.status_code == 404 and other.json()["error"]["code"] == "model_not_deployed"
