@@ -7,7 +7,6 @@
 -- code, `upstream` an address from the registry. Raw client strings never become labels.
 -- Pure helpers (bucket_index, scan, usage, render, log_line) take state as arguments: busted
 -- tests them without nginx.
-local cjson = require("cjson.safe")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -203,9 +202,35 @@ function _M.render(snapshot, extra_gauges)
     return concat(out, "\n") .. "\n"
 end
 
--- One access-log line: JSON, never prompt or completion text.
+-- One access-log line: JSON with these fields in this order (absent = null), never prompt or
+-- completion text. Built by hand: cjson.encode of a table cost ~10% of router throughput.
+local LOG_FIELDS = { "time", "model", "upstream", "method", "path", "status", "ttft_ms", "duration_ms",
+                     "router_ms", "prompt_tokens", "output_tokens", "reasoning_tokens", "bytes_in",
+                     "bytes_out", "upstream_tries", "client_abort", "request_id" }
+local function escape_char(c)
+    return format("\\u%04x", c:byte())
+end
+local function json_value(v)
+    local t = type(v)
+    if t == "string" then
+        if find(v, '[%c"\\]') then
+            v = gsub(v, '[%c"\\]', escape_char)
+        end
+        return '"' .. v .. '"'
+    elseif t == "number" then
+        return (v ~= v or v == math.huge or v == -math.huge) and "null" or tostring(v)
+    elseif t == "boolean" then
+        return v and "true" or "false"
+    end
+    return "null"
+end
 function _M.log_line(rec)
-    return (gsub(cjson.encode(rec), "\\/", "/"))
+    local parts = {}
+    for i = 1, #LOG_FIELDS do
+        local k = LOG_FIELDS[i]
+        parts[i] = '"' .. k .. '":' .. json_value(rec[k])
+    end
+    return "{" .. concat(parts, ",") .. "}"
 end
 
 ---------------------------------------------------------------------------------------------
@@ -353,10 +378,15 @@ local function open_log()
     if path == "off" then
         return
     end
+    if path == "stdout" then
+        -- The inherited descriptor: a worker running as `nobody` may not open /dev/stdout
+        -- when it is a pipe created by root (docker's log pipe).
+        io.stdout:setvbuf("no")
+        log_file = io.stdout
+        return
+    end
     if not path or path == "" then
         path = ngx.config.prefix() .. "logs/access.log"
-    elseif path == "stdout" then
-        path = "/dev/stdout"
     end
     local f, err = io.open(path, "a")
     if not f then
@@ -476,19 +506,20 @@ function _M.log()
     end
     if log_file then
         local peer = var.router_peer
+        local utc = ngx.utctime()   -- "yyyy-mm-dd hh:mm:ss", cached per event-loop turn
         append_log(_M.log_line({
-            time = var.time_iso8601,
+            time = sub(utc, 1, 10) .. "T" .. sub(utc, 12) .. "Z",
             model = model,
-            upstream = (peer ~= nil and peer ~= "") and peer or cjson.null,
+            upstream = (peer ~= nil and peer ~= "") and peer or nil,
             method = var.request_method,
             path = uri,
             status = status,
-            ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10 or cjson.null,
+            ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10,
             duration_ms = math.floor(duration * 1e4 + 0.5) / 10,
-            router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3 or cjson.null,
-            prompt_tokens = m.prompt_tokens or cjson.null,
-            output_tokens = m.out_tokens or cjson.null,
-            reasoning_tokens = m.reasoning_tokens or cjson.null,
+            router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3,
+            prompt_tokens = m.prompt_tokens,
+            output_tokens = m.out_tokens,
+            reasoning_tokens = m.reasoning_tokens,
             bytes_in = tonumber(var.request_length) or 0,
             bytes_out = tonumber(var.bytes_sent) or 0,
             upstream_tries = tries,

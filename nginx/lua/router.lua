@@ -338,12 +338,19 @@ local function shape_stream(ctx, chunk, eof)
 end
 
 function _M.body_filter()
-    metrics.body(ngx.arg[1], ngx.arg[2])
     local ctx = ngx.ctx
-    local buf = ctx.wrap_error
+    local buf, whole = ctx.wrap_error, ctx.whole
+    local measuring = ctx.metrics ~= nil
+    if not (measuring or buf or ctx.sse or whole) then
+        return   -- plain pass-through: reading ngx.arg[1] would copy the chunk for nothing
+    end
+    local chunk, eof = ngx.arg[1], ngx.arg[2]
+    if measuring then
+        metrics.body(chunk, eof)
+    end
     if buf then
-        buf[#buf + 1] = ngx.arg[1]
-        if ngx.arg[2] then
+        buf[#buf + 1] = chunk
+        if eof then
             ngx.arg[1] = wrap_error(ngx.status, concat(buf))
         else
             ngx.arg[1] = nil
@@ -351,14 +358,13 @@ function _M.body_filter()
         return
     end
     if ctx.sse then
-        ngx.arg[1] = shape_stream(ctx, ngx.arg[1], ngx.arg[2])
+        ngx.arg[1] = shape_stream(ctx, chunk, eof)
         return
     end
-    local whole = ctx.whole
     if whole then
-        whole[#whole + 1] = ngx.arg[1]
-        whole.size = (whole.size or 0) + #ngx.arg[1]
-        if ngx.arg[2] then
+        whole[#whole + 1] = chunk
+        whole.size = (whole.size or 0) + #chunk
+        if eof then
             ngx.arg[1] = chatresp.body(ctx.resp, concat(whole))
         elseif whole.size > MAX_BODY then
             log(WARN, LOG, "response over ", MAX_BODY, " bytes passed through unchanged")
