@@ -10,8 +10,18 @@ local sub = string.sub
 local B_QUOTE, B_BSLASH, B_COLON, B_COMMA = 34, 92, 58, 44
 local B_LBRACE, B_RBRACE, B_LBRACK, B_RBRACK = 123, 125, 91, 93
 
+-- Byte loops and plain finds rather than string.find with patterns: LuaJIT compiles these, but
+-- a pattern find aborts the trace, and this runs on every request and every streamed event.
 local function skip_space(s, i)
-    return find(s, "[^ \t\r\n]", i) or #s + 1
+    local n = #s
+    while i <= n do
+        local b = byte(s, i)
+        if b ~= 32 and b ~= 9 and b ~= 13 and b ~= 10 then
+            return i
+        end
+        i = i + 1
+    end
+    return n + 1
 end
 
 local function trim_back(s, i)
@@ -25,20 +35,38 @@ local function trim_back(s, i)
     return i
 end
 
--- Returns the end index of the string literal starting at quote index i.
+-- Returns the end index of the string literal starting at quote index i: the next quote that
+-- an even number of backslashes precedes.
 local function string_end(s, i)
     local k = i + 1
     while true do
-        local q = find(s, '["\\]', k)
+        local q = find(s, '"', k, true)
         if not q then
             return nil
         end
-        if byte(s, q) == B_BSLASH then
-            k = q + 2
-        else
+        local j = q - 1
+        while j > i and byte(s, j) == B_BSLASH do
+            j = j - 1
+        end
+        if (q - 1 - j) % 2 == 0 then
             return q
         end
+        k = q + 1
     end
+end
+
+-- Index of the next byte at or after i that matters to the structure: a quote, brace,
+-- bracket, comma or colon (n + 1 when none).
+local STRUCTURAL = { [B_QUOTE] = true, [B_LBRACE] = true, [B_RBRACE] = true, [B_LBRACK] = true,
+                     [B_RBRACK] = true, [B_COMMA] = true, [B_COLON] = true }
+local function next_structural(s, i, n)
+    while i <= n do
+        if STRUCTURAL[byte(s, i)] then
+            return i
+        end
+        i = i + 1
+    end
+    return nil
 end
 
 -- Top-level members of a JSON object text, in order:
@@ -52,9 +80,10 @@ function _M.members(s)
     end
     local members, cur = {}, nil
     local depth = 1
+    local n = #s
     i = i + 1
     while true do
-        local j = find(s, '["{}%[%],:]', i)
+        local j = next_structural(s, i, n)
         if not j then
             return nil, "unterminated JSON object"
         end
@@ -104,8 +133,9 @@ function _M.elements(s)
         return out
     end
     i = start
+    local n = #s
     while true do
-        local j = find(s, '["{}%[%],]', i)
+        local j = next_structural(s, i, n)
         if not j then
             return nil, "unterminated JSON array"
         end
