@@ -138,9 +138,12 @@ def run(url: str, names: list[str], max_tokens: int, api_key: str, timeout: floa
         if wanted and not wanted & {mid.lower(), *(a.lower() for a in entry.get("aliases", []))}:
             continue
         model = registry.find(mid)
+        def listed(_model: str, status: str = entry.get("status")) -> str:
+            expect(status == "ready", f"listed with status {status}")
+            return status
+
         checks: list[tuple[str, Callable[[str], str]]] = [
-            ("listed and ready", lambda m, e=entry: (expect(e.get("status") == "ready", f"status {e.get('status')}"),
-                                                     "ready")[1]),
+            ("listed and ready", listed),
             ("chat, thinking off", smoke.thinking_off),
             ("stream, thinking off", smoke.stream_off),
         ]
