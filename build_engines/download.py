@@ -11,6 +11,7 @@ JSON, tokenizer and remote-code files, not duplicate .bin/.pth/.gguf weights.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -23,24 +24,46 @@ def offline_default() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
-def source_bytes(recipe: Recipe, cache_dir: Path | None, offline: bool) -> int | None:
-    """Size of the source safetensors: from disk when local or cached, else from the Hub (None if unknown)."""
-    if recipe.source_is_local:
-        return sum(p.stat().st_size for p in Path(recipe.source).glob("*.safetensors"))
-    try:
-        path = fetch(recipe, cache_dir, offline=True, quiet=True)[0]
-        return sum(p.stat().st_size for p in path.glob("*.safetensors"))
-    except BuildError:
-        pass
-    if offline:
-        return None
+def complete(path: Path) -> bool:
+    """Every weight shard of a checkpoint directory is present (per its index, else any .safetensors)."""
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = set((json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}).values())
+        except ValueError:
+            return False
+        return bool(shards) and all((path / s).exists() for s in shards)
+    return any(path.glob("*.safetensors"))
+
+
+def hub_bytes(recipe: Recipe) -> int | None:
+    """Size of the source's safetensors on the Hub (None when the Hub cannot say)."""
     try:
         from huggingface_hub import HfApi
 
         info = HfApi().model_info(recipe.source, revision=recipe.revision, files_metadata=True)
-        return sum(s.size or 0 for s in info.siblings or [] if s.rfilename.endswith(".safetensors"))
-    except Exception:  # noqa: BLE001 - an estimate only; download reports real errors
+        return sum(s.size or 0 for s in info.siblings or [] if s.rfilename.endswith(".safetensors")) or None
+    except Exception:  # noqa: BLE001 - an estimate only; snapshot_download reports real errors
         return None
+
+
+def _missing_bytes(recipe: Recipe, cache_dir: Path | None) -> int | None:
+    total = hub_bytes(recipe)
+    if total is None:
+        return None
+    try:
+        have = sum(p.stat().st_size for p in fetch(recipe, cache_dir, offline=True, quiet=True)[0].glob("*.safetensors"))
+    except BuildError:
+        have = 0
+    return max(total - have, 0)
+
+
+def _no_access(recipe: Recipe, what: str) -> BuildError:
+    from huggingface_hub import get_token
+
+    who = ("no Hugging Face token is set (HF_TOKEN or `hf auth login`)" if get_token() is None
+           else "the Hugging Face token in use has no access to it")
+    return BuildError(f"{recipe.source} {what}, and {who}")
 
 
 def fetch(recipe: Recipe, cache_dir: Path | None = None, offline: bool = False,
@@ -53,16 +76,16 @@ def fetch(recipe: Recipe, cache_dir: Path | None = None, offline: bool = False,
                                         RepositoryNotFoundError, RevisionNotFoundError)
 
     if not offline:
-        need = source_bytes(recipe, cache_dir, offline=False)
+        need = _missing_bytes(recipe, cache_dir)
         if need:
-            check_free_disk(Path(cache_dir) if cache_dir else _hf_cache(), need)
+            check_free_disk(Path(cache_dir) if cache_dir else _hf_cache(), int(need * 1.05))
     try:
         path = snapshot_download(recipe.source, revision=recipe.revision, cache_dir=cache_dir,
                                  local_files_only=offline, allow_patterns=ALLOW)
     except GatedRepoError:
-        raise BuildError(f"{recipe.source} is gated: accept its licence on huggingface.co and set HF_TOKEN") from None
+        raise _no_access(recipe, "is gated (accept its licence on huggingface.co)") from None
     except RepositoryNotFoundError:
-        raise BuildError(f"{recipe.source} not found on Hugging Face, or private and HF_TOKEN has no access") from None
+        raise _no_access(recipe, "is not on Hugging Face or is private") from None
     except RevisionNotFoundError:
         raise BuildError(f"{recipe.source} has no revision '{recipe.revision}'") from None
     except LocalEntryNotFoundError:

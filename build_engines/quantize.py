@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from build_engines import calib as calib_mod
-from build_engines import download, manifest, verify
+from build_engines import download, estimate, manifest, verify
 from build_engines.recipe import (BuildError, Recipe, add_recipe_args, atomic_directory, check_free_disk, fail,
                                   resolve)
 
@@ -33,9 +33,6 @@ from build_engines.recipe import (BuildError, Recipe, add_recipe_args, atomic_di
 # and trtllm-serve loads. Others may work: --allow-untested-arch tries anyway.
 SUPPORTED_ARCHS = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "nemotron_h",
                    "gemma2", "gemma3", "gemma3_text", "phi3", "deepseek_v3", "gpt_oss"}
-# Output size relative to the BF16 source: NVFP4 = 4 bits + one FP8 scale per 16 weights
-# (4.5 bits) for linears, embeddings and lm_head stay BF16; FP8 = 8 bits.
-SIZE_RATIO = {"nvfp4": 0.35, "fp8": 0.55}
 
 
 def quant_config(quant: str, kv_cache: str):
@@ -89,7 +86,8 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
     src_bytes = sum(p.stat().st_size for p in src.glob("*.safetensors"))
     if src_bytes == 0:
         raise BuildError(f"{src}: no safetensors weights (only .safetensors sources are supported)")
-    check_free_disk(recipe.output.parent, int(src_bytes * SIZE_RATIO[recipe.quant] * 1.2) + (64 << 20))
+    out_bytes = estimate.sizes(estimate.from_safetensors(src), recipe.quant, src_bytes).output_bytes
+    check_free_disk(recipe.output.parent, int(out_bytes * 1.2) + (64 << 20))
     calib = calib_mod.load(recipe.calibration, recipe.calib_samples)
 
     started = time.monotonic()

@@ -40,6 +40,8 @@ class Recipe:
     calib_samples: int
     calib_seq_len: int
     output: Path
+    params_b: float | None = None            # registry estimate inputs (plan), not part of identity()
+    embedding_params_b: float | None = None
 
     @property
     def source_is_local(self) -> bool:
@@ -101,7 +103,7 @@ def resolve(args: argparse.Namespace, registry_path: Path | None = None) -> Reci
     return Recipe(name=name, model_id=model_id, source=base.source if not args.source else args.source,
                   revision=args.revision or base.revision, quant=quant, kv_cache=args.kv_cache or base.kv_cache,
                   calibration=args.calib or base.calibration, calib_samples=samples, calib_seq_len=seq_len,
-                  output=output.resolve())
+                  output=output.resolve(), params_b=base.params_b, embedding_params_b=base.embedding_params_b)
 
 
 def sha256(path: Path, chunk: int = 1 << 22) -> str:

@@ -68,6 +68,12 @@ class BuildRecipe(_Strict):
         "ja_en", description="built-in set name (build_engines/calib/<name>.jsonl), or a .txt/.jsonl file")
     calib_samples: int = Field(256, gt=0, description="calibration texts used")
     calib_seq_len: int = Field(512, gt=0, description="tokens per calibration text (truncated)")
+    params_b: float | None = Field(
+        None, gt=0, description="total parameters of the source, in billions (model card); what `plan` "
+        "estimates from when neither the weights nor config.json are at hand")
+    embedding_params_b: float | None = Field(
+        None, ge=0, description="of which embeddings and an untied lm_head (stay BF16), in billions; "
+        "unknown makes the estimate rougher")
 
 
 class Ssm(_Strict):

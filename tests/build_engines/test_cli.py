@@ -111,3 +111,45 @@ def test_bad_input_is_one_clear_line_and_exit_2(argv, message, capsys):
     assert cli(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_plan_all_prints_disk_and_gpu_estimates_for_every_registry_recipe_offline(tmp_path, capsys):
+    assert cli(["plan", "--all", "--offline", "--cache-dir", str(tmp_path / "empty-hub"),
+                "--engines-dir", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    with_recipes = [m for m in load_registry().models.values() if m.build is not None]
+    assert out.count("model      ") == len(with_recipes) == 3
+    assert "~unknown" not in out and out.count("disk needed: ~") == 3
+    assert "from registry build.params_b, rough" in out
+    # Qwen3-4B: 3.6 B linears at 4.5 bits + 0.4 B BF16 embeddings = 2.8 GB, the size the registry's memory plan uses.
+    qwen3_4b = out[out.index("Qwen3-4B-Instruct-2507-NVFP4"):]
+    assert "writes ~2.8 GB" in qwen3_4b and "8.0 GB into the Hugging Face cache" in qwen3_4b
+
+
+def test_parameter_counts_from_safetensors_match_the_model_and_keep_embeddings_bf16(tiny_models):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from build_engines.estimate import from_config, from_safetensors, sizes
+
+    for arch, path in tiny_models.items():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+        linears = sum(m.weight.numel() for n, m in model.named_modules()
+                      if isinstance(m, torch.nn.Linear) and "lm_head" not in n)
+        count = from_safetensors(path)
+        assert count.exact and count.quantized == linears, arch
+        assert count.total == sum(p.numel() for p in model.parameters()), arch
+        guess = from_config(json.loads((path / "config.json").read_text()))
+        assert guess.quantized == count.quantized and not guess.exact, arch
+        s = sizes(count, "nvfp4")
+        assert s.output_bytes == int(count.quantized * 4.5 / 8 + count.kept * 2)
+        assert sizes(count, "fp8").output_bytes > s.output_bytes
+
+
+def test_plan_uses_exact_counts_from_a_cached_snapshot(tiny_models, tmp_path, capsys):
+    files = {p.name: p.read_bytes() for p in tiny_models["qwen3"].iterdir() if p.is_file()}
+    _fake_hub_cache(tmp_path / "hub", "acme/tiny-qwen3", files)
+    assert cli(["plan", "--source", "acme/tiny-qwen3", "--cache-dir", str(tmp_path / "hub"), "--offline",
+                "--engines-dir", str(tmp_path / "e")]) == 0
+    out = capsys.readouterr().out
+    assert "(cached)" in out and "from safetensors headers)" in out and "0.0 GB into the Hugging Face cache" in out
