@@ -1,8 +1,10 @@
 """Calibration texts, offline: a built-in Japanese + English set, or a file the user names.
 
 Built-in sets live in build_engines/calib/<name>.jsonl ({"lang", "text"} per line). `ja_en` has
-80 short texts (~6k tokens) across chat, code, maths, business mail, science and instructions in
-both languages: enough to calibrate activation ranges for a smoke build, small enough to ship.
+297 short texts (149 English, 148 Japanese; ~30-60 tokens each), written for this repo: chat turns
+and answers, code (Python, JS, SQL, shell, git), maths, business mail and keigo, customer
+support, science, history, news, recipes, travel, law and health questions, poems, tool calls.
+Enough to calibrate activation ranges across both scripts, small enough to ship.
 For a production build of a large model pass a bigger file (one text per line in .txt, or
 {"text": ...} per line in .jsonl), e.g. a few hundred documents from your own traffic.
 """

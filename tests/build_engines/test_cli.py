@@ -20,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_the_builtin_calibration_set_mixes_japanese_and_english():
     rows = [json.loads(line) for line in (REPO / "build_engines" / "calib" / "ja_en.jsonl").read_text().splitlines()]
     langs = [r["lang"] for r in rows]
-    assert "ja_en" in builtin_names() and langs.count("ja") >= 40 and langs.count("en") >= 40
+    assert "ja_en" in builtin_names() and langs.count("ja") >= 140 and langs.count("en") >= 140
+    assert len(rows) >= load_registry().find("qwen3-4b").build.calib_samples, "the default sample count exists"
     assert len({r["text"] for r in rows}) == len(rows), "no duplicates"
     assert any("\u3040" <= ch <= "\u30ff" for r in rows if r["lang"] == "ja" for ch in r["text"])
     assert len(load("ja_en", 10).texts) == 10
