@@ -6,7 +6,12 @@ and answers, code (Python, JS, SQL, shell, git), maths, business mail and keigo,
 support, science, history, news, recipes, travel, law and health questions, poems, tool calls.
 Enough to calibrate activation ranges across both scripts, small enough to ship.
 For a production build of a large model pass a bigger file (one text per line in .txt, or
-{"text": ...} per line in .jsonl), e.g. a few hundred documents from your own traffic.
+{"text": ...} per line in .jsonl), e.g. a few hundred documents from your own traffic, or a
+Hugging Face dataset: `hf:<owner>/<name>[#<column>]` (default column `text`; a chat column of
+[{"role", "content"}, ...] is joined). Its .jsonl/.txt files (.parquet when pyarrow is
+installed) are fetched with huggingface_hub into the HF cache, so `--offline` reuses them:
+
+    python -m build_engines quantize --model qwen3-4b --calib hf:acme/support-chats#messages
 """
 
 from __future__ import annotations
@@ -35,26 +40,94 @@ def builtin_names() -> list[str]:
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.jsonl"))
 
 
-def load(spec: str, samples: int) -> CalibSet:
-    """The first `samples` texts of a built-in set or a .txt / .jsonl file."""
+def load(spec: str, samples: int, cache_dir: Path | None = None, offline: bool = False) -> CalibSet:
+    """The first `samples` texts of a built-in set, a .txt / .jsonl file or an `hf:` dataset."""
+    if spec.startswith("hf:"):
+        return _load_hub(spec, samples, cache_dir, offline)
     path = BUILTIN_DIR / f"{spec}.jsonl" if (BUILTIN_DIR / f"{spec}.jsonl").exists() else Path(spec)
     if not path.is_file():
-        raise BuildError(f"calibration set '{spec}' is neither built in ({', '.join(builtin_names())}) nor a file")
-    texts = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        if path.suffix == ".jsonl":
-            try:
-                text = json.loads(line)["text"]
-            except (ValueError, KeyError, TypeError):
-                raise BuildError(f"{path}:{n}: expected a JSON object with a 'text' field") from None
-        else:
-            text = line
-        if isinstance(text, str) and text.strip():
+        raise BuildError(f"calibration set '{spec}' is neither built in ({', '.join(builtin_names())}), "
+                         "a file, nor hf:<owner>/<dataset>")
+    texts = _read_file(path, "text", samples)
+    if not texts:
+        raise BuildError(f"calibration set {path} has no texts")
+    return CalibSet(spec, tuple(texts))
+
+
+def _as_text(value) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) for m in value):   # chat messages
+        return "\n".join(str(m.get("content", "")) for m in value if m.get("content"))
+    return None
+
+
+def _read_file(path: Path, column: str, samples: int) -> list[str]:
+    texts: list[str] = []
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise BuildError(f"{path.name}: reading .parquet needs pyarrow (pip install pyarrow)") from None
+        table = pq.read_table(path)
+        if column not in table.column_names:
+            raise BuildError(f"{path.name}: no column '{column}' (columns: {', '.join(table.column_names)})")
+        rows = ((n, {column: v}) for n, v in enumerate(table.column(column).to_pylist(), 1))
+    else:
+        rows = _lines(path, column)
+    for n, row in rows:
+        text = _as_text(row.get(column))
+        if text is None and path.suffix == ".jsonl":
+            raise BuildError(f"{path}:{n}: expected a JSON object with a '{column}' field (text or chat messages)")
+        if text and text.strip():
             texts.append(text)
         if len(texts) == samples:
             break
+    return texts
+
+
+def _lines(path: Path, column: str):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if path.suffix != ".jsonl":
+            yield n, {column: line}
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        yield n, row if isinstance(row, dict) else {}
+
+
+def _load_hub(spec: str, samples: int, cache_dir: Path | None, offline: bool) -> CalibSet:
+    repo, _, column = spec.removeprefix("hf:").partition("#")
+    column = column or "text"
+    if repo.count("/") != 1:
+        raise BuildError(f"calibration set '{spec}': expected hf:<owner>/<dataset>[#<column>]")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        root = Path(snapshot_download(repo, repo_type="dataset", cache_dir=cache_dir, local_files_only=offline,
+                                      allow_patterns=["*.jsonl", "*.txt", "*.parquet", "*.md"]))
+    except GatedRepoError:
+        raise BuildError(f"dataset {repo} is gated: accept its terms on huggingface.co and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise BuildError(f"dataset {repo} not found on Hugging Face, or private and HF_TOKEN has no access") from None
+    except LocalEntryNotFoundError:
+        raise BuildError(f"dataset {repo} is not in the Hugging Face cache and downloads are off "
+                         "(--offline / HF_HUB_OFFLINE)") from None
+    except HfHubHTTPError as err:
+        raise BuildError(f"downloading dataset {repo} failed: {err}") from None
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".jsonl", ".txt", ".parquet") and p.is_file())
+    if not files:
+        raise BuildError(f"dataset {repo}: no .jsonl, .txt or .parquet files")
+    texts: list[str] = []
+    for f in files:
+        texts += _read_file(f, column, samples - len(texts))
+        if len(texts) == samples:
+            break
     if not texts:
-        raise BuildError(f"calibration set {path} has no texts")
+        raise BuildError(f"dataset {repo}: no texts in column '{column}'")
     return CalibSet(spec, tuple(texts))

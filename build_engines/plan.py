@@ -26,7 +26,7 @@ class Plan:
     sizes: estimate.Sizes | None
     cached: bool
     built: bool
-    calib_texts: int
+    calib_texts: int | None   # None: a Hub dataset not cached yet
 
     @property
     def download_bytes(self) -> int | None:
@@ -75,7 +75,12 @@ def make(recipe: Recipe, cache_dir: Path | None, offline: bool) -> Plan:
         count = estimate.from_total(recipe.params_b, recipe.embedding_params_b, "registry build.params_b")
     sizes = estimate.sizes(count, recipe.quant, src_bytes) if count else None
     done = manifest.read(recipe.output)
-    texts = len(calib.load(recipe.calibration, recipe.calib_samples).texts)
+    try:  # a Hub dataset is only counted when cached: plan downloads nothing
+        texts: int | None = len(calib.load(recipe.calibration, recipe.calib_samples, cache_dir, offline=True).texts)
+    except BuildError:
+        if not recipe.calibration.startswith("hf:"):
+            raise
+        texts = None
     return Plan(recipe, sizes, src is not None, done is not None and done.get("recipe") == recipe.identity(), texts)
 
 
@@ -88,13 +93,16 @@ def render(p: Plan) -> str:
     where = "local directory" if r.source_is_local else "cached" if p.cached else "to download"
     params = "unknown (offline, not cached, and no build.params_b in the registry)" if s is None else (f"{s.params.total / 1e9:.2f} B parameters, {s.params.quantized / 1e9:.2f} B "
                                           f"quantized to {r.quant.upper()}, the rest BF16 ({s.note})")
-    asked = f" of {r.calib_samples} asked for" if p.calib_texts < r.calib_samples else ""
+    if p.calib_texts is None:
+        texts = f"up to {r.calib_samples} texts; not cached yet, quantize downloads it"
+    else:
+        texts = f"{p.calib_texts} texts" + (f" of {r.calib_samples} asked for" if p.calib_texts < r.calib_samples else "")
     steps = [
         f"model      {r.model_id or r.source}",
         f"source     {r.source} @ {r.revision} ({where})",
         f"params     {params}",
         f"quantize   {r.quant.upper()} weights, KV cache {r.kv_cache}, ModelOpt PTQ calibrated on "
-        f"'{r.calibration}' ({p.calib_texts} texts{asked}, up to {r.calib_seq_len} tokens each)",
+        f"'{r.calibration}' ({texts}, up to {r.calib_seq_len} tokens each)",
         f"output     {r.output}" + (" (already built: quantize is a no-op)" if p.built else ""),
         "",
         f"1. download   {gb(p.download_bytes)} into the Hugging Face cache",

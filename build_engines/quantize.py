@@ -88,7 +88,7 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
         raise BuildError(f"{src}: no safetensors weights (only .safetensors sources are supported)")
     out_bytes = estimate.sizes(estimate.from_safetensors(src), recipe.quant, src_bytes).output_bytes
     check_free_disk(recipe.output.parent, int(out_bytes * 1.2) + (64 << 20))
-    calib = calib_mod.load(recipe.calibration, recipe.calib_samples)
+    calib = calib_mod.load(recipe.calibration, recipe.calib_samples, cache_dir, offline)
 
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)

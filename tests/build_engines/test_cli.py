@@ -154,3 +154,52 @@ def test_plan_uses_exact_counts_from_a_cached_snapshot(tiny_models, tmp_path, ca
                 "--engines-dir", str(tmp_path / "e")]) == 0
     out = capsys.readouterr().out
     assert "(cached)" in out and "from safetensors headers)" in out and "0.0 GB into the Hugging Face cache" in out
+
+
+def _fake_hub_dataset(root: Path, repo: str, files: dict[str, str]) -> None:
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    base = root / ("datasets--" + repo.replace("/", "--"))
+    for name, text in files.items():
+        (base / "snapshots" / sha / name).parent.mkdir(parents=True, exist_ok=True)
+        (base / "snapshots" / sha / name).write_text(text, encoding="utf-8")
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(sha)
+
+
+def test_a_hugging_face_dataset_calibrates_from_the_cache_offline_including_chat_columns(tmp_path, capsys):
+    chats = [{"messages": [{"role": "user", "content": f"質問 {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+             for i in range(5)]
+    _fake_hub_dataset(tmp_path / "hub", "acme/chats", {
+        "data/train-00000.jsonl": "\n".join(json.dumps(c, ensure_ascii=False) for c in chats),
+        "README.md": "# acme/chats"})
+    got = load("hf:acme/chats#messages", 3, cache_dir=tmp_path / "hub", offline=True)
+    assert got.texts == ("質問 0\nanswer 0", "質問 1\nanswer 1", "質問 2\nanswer 2")
+    with pytest.raises(BuildError, match=r"train-00000.jsonl:1: expected a JSON object with a 'text' field"):
+        load("hf:acme/chats", 3, cache_dir=tmp_path / "hub", offline=True)
+    with pytest.raises(BuildError, match="dataset acme/missing is not in the Hugging Face cache and downloads are off"):
+        load("hf:acme/missing", 3, cache_dir=tmp_path / "hub", offline=True)
+    with pytest.raises(BuildError, match=r"expected hf:<owner>/<dataset>"):
+        load("hf:no-owner", 3)
+    # plan never downloads a dataset: it says so instead of failing
+    assert cli(["plan", "--model", "qwen3-4b", "--offline", "--calib", "hf:acme/uncached",
+                "--cache-dir", str(tmp_path / "hub"), "--engines-dir", str(tmp_path / "e")]) == 0
+    assert "not cached yet, quantize downloads it" in capsys.readouterr().out
+
+
+def test_a_gated_source_says_whether_a_token_is_set(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError
+
+    import httpx
+
+    def gated(*args, **kwargs):  # what the Hub answers for a gated repo, without the network
+        raise GatedRepoError("403 gated", response=httpx.Response(403, request=httpx.Request("GET", "http://hub.invalid/")))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", gated)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    assert cli(["download", "--source", "acme/gated", "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert "acme/gated is gated (accept its licence on huggingface.co), and no Hugging Face token is set" in err
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_x")
+    assert cli(["download", "--source", "acme/gated", "--offline"]) == 2
+    assert "the Hugging Face token in use has no access to it" in capsys.readouterr().err
