@@ -211,53 +211,103 @@ def test_an_unknown_format_is_refused_by_the_cli(tiny_models, capsys):
     assert exit_.value.code == 2 and "invalid choice: 'int3'" in capsys.readouterr().err
 
 
-def test_build_says_no_engine_is_needed_for_qwen3_and_refuses_one(built, capsys):
-    d = built["qwen3-nvfp4"]
-    from build_engines import build
-
-    assert build.run(d, engine=False, max_batch_size=8, max_seq_len=256, force=False) is None
-    assert "loads" in capsys.readouterr().out
-    with pytest.raises(Exception, match="no TensorRT engine path for model_type 'qwen3'"):
-        build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False)
-
-
-def test_build_refuses_nemotron_h_by_name(tmp_path):
+def test_build_says_no_engine_is_needed_and_refuses_one_without_trtllm_build(built, capsys):
     from build_engines import build
     from build_engines.recipe import BuildError
 
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "nemotron_h"}))
-    with pytest.raises(BuildError, match="Nemotron-H .* PyTorch/AutoDeploy"):
-        build.run(tmp_path, engine=True, max_batch_size=8, max_seq_len=256, force=False)
+    d = built["qwen3-nvfp4"]
+    assert build.run(d, engine=False, max_batch_size=8, max_seq_len=256, force=False).engine_dir is None
+    assert "no engine needed: trtllm-serve's PyTorch backend loads" in capsys.readouterr().out
+    with pytest.raises(BuildError, match="trtllm-build is not on PATH: it ships only in the TensorRT-LLM container"):
+        build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=None)
+    assert cli(["build", "--output", str(d), "--engine"]) == 2
+    assert "trtllm-build is not on PATH" in capsys.readouterr().err
 
 
-def test_an_engine_build_needs_tensorrt_llm_and_is_atomic_when_present(built, tmp_path, monkeypatch):
+@pytest.mark.parametrize("model_type, reason", [
+    ("nemotron_h", "Nemotron-H .* PyTorch/AutoDeploy"),
+    ("qwen3_moe", "Qwen3-MoE is supported on the PyTorch backend only"),
+])
+def test_build_refuses_pytorch_only_architectures_by_name(tmp_path, model_type, reason):
+    from build_engines import build
+    from build_engines.recipe import BuildError
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
+    with pytest.raises(BuildError, match=reason):
+        build.run(tmp_path, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build="/bin/true")
+
+
+FAKE_TRTLLM_BUILD = """#!{python}
+import sys, pathlib
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+out = pathlib.Path(args["--output_dir"])
+assert (pathlib.Path(args["--checkpoint_dir"]) / "config.json").exists()
+(out / "rank0.engine").write_bytes(b"engine")
+sys.exit({rc})
+"""
+
+
+def _fake_tensorrt_llm(monkeypatch, calls):
+    """tensorrt_llm's conversion API, which needs the TensorRT-LLM container, recorded instead of run."""
+    class FakeModel:
+        @classmethod
+        def from_hugging_face(cls, path, dtype, quant_config, load_model_on_cpu):
+            calls.append(("from_hugging_face", path, quant_config))
+            return cls()
+
+        def save_checkpoint(self, path, save_config):
+            Path(path).mkdir()
+            (Path(path) / "config.json").write_text("{}")
+
+    class QuantConfig:
+        def __init__(self, quant_algo=None):
+            self.quant_algo = quant_algo
+
+    class QuantAlgo(str):
+        @property
+        def value(self):
+            return str(self)
+
+    mods = {"tensorrt_llm": {}, "tensorrt_llm.models": {"MODEL_MAP": {"LlamaForCausalLM": FakeModel}},
+            "tensorrt_llm.models.modeling_utils": {"QuantConfig": QuantConfig},
+            "tensorrt_llm.quantization": {"QuantAlgo": QuantAlgo}}
+    for name, attrs in mods.items():
+        mod = types.ModuleType(name)
+        mod.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+def test_an_engine_build_converts_runs_trtllm_build_and_is_atomic(built, tmp_path, monkeypatch, capsys):
     from build_engines import build
     from build_engines.recipe import BuildError
 
     d = tmp_path / "llama"
     shutil.copytree(built["llama-fp8"], d)
     monkeypatch.setitem(sys.modules, "tensorrt_llm", None)
-    with pytest.raises(BuildError, match="build inside its container"):
-        build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False)
+    fake = tmp_path / "trtllm-build"
+    fake.write_text(FAKE_TRTLLM_BUILD.format(python=sys.executable, rc=0))
+    fake.chmod(0o755)
+    with pytest.raises(BuildError, match="tensorrt_llm package is not importable"):
+        build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=str(fake))
 
     calls = []
+    _fake_tensorrt_llm(monkeypatch, calls)
+    broken = tmp_path / "trtllm-build-fails"
+    broken.write_text(FAKE_TRTLLM_BUILD.format(python=sys.executable, rc=3))
+    broken.chmod(0o755)
+    with pytest.raises(BuildError, match=r"trtllm-build failed \(exit status 3\); nothing was written"):
+        build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=str(broken))
+    assert not (tmp_path / "llama-engine").exists() and not list(tmp_path.glob("*" + PARTIAL + "*"))
 
-    class FakeLLM:  # stands in for tensorrt_llm._tensorrt_engine.LLM, which needs a GPU
-        def __init__(self, model, build_config):
-            calls.append((model, build_config))
-
-        def save(self, path):
-            (Path(path) / "rank0.engine").write_bytes(b"engine")
-
-    trt = types.ModuleType("tensorrt_llm")
-    engine_mod = types.ModuleType("tensorrt_llm._tensorrt_engine")
-    engine_mod.LLM = FakeLLM
-    llmapi = types.ModuleType("tensorrt_llm.llmapi")
-    llmapi.BuildConfig = lambda **kw: kw
-    monkeypatch.setitem(sys.modules, "tensorrt_llm", trt)
-    monkeypatch.setitem(sys.modules, "tensorrt_llm._tensorrt_engine", engine_mod)
-    monkeypatch.setitem(sys.modules, "tensorrt_llm.llmapi", llmapi)
-    out = build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False)
-    assert out == tmp_path / "llama-engine" and (out / "rank0.engine").exists()
-    assert calls == [(str(d), {"max_batch_size": 8, "max_seq_len": 256})]
+    result = build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=str(fake))
+    out = tmp_path / "llama-engine"
+    assert result.engine_dir == out and (out / "rank0.engine").exists() and (out / "tokenizer.json").exists()
+    assert not (out / "trtllm-checkpoint").exists(), "the intermediate checkpoint is not kept"
+    args = json.loads((out / "build_args.json").read_text())
+    assert args["command"][-4:] == ["--max_batch_size", "8", "--max_seq_len", "256"]
+    assert calls[-1][2].quant_algo == "FP8" and calls[-1][2].kv_cache_quant_algo == "FP8"
     assert not list(tmp_path.glob("*" + PARTIAL + "*"))
+    capsys.readouterr()
+    mtime = (out / "rank0.engine").stat().st_mtime_ns
+    assert build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=str(fake)).engine_dir == out
+    assert "already built" in capsys.readouterr().out and (out / "rank0.engine").stat().st_mtime_ns == mtime
