@@ -20,6 +20,7 @@ test models: NVFP4 calibration and export work on CPU, NVFP4 inference does not)
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import time
 from pathlib import Path
@@ -56,7 +57,8 @@ def already_built(recipe: Recipe) -> bool:
 
 
 def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: bool = False,
-        cache_dir: Path | None = None, trust_remote_code: bool = False, allow_untested_arch: bool = False) -> Path:
+        cache_dir: Path | None = None, trust_remote_code: bool = False, allow_untested_arch: bool = False,
+        max_shard_size: str = "5GB") -> Path:
     """Build (or confirm) the checkpoint for `recipe`; returns its directory."""
     if recipe.output.exists() and not force:
         if already_built(recipe):
@@ -112,7 +114,7 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
 
     with atomic_directory(recipe.output, replace=force) as tmp:
         with torch.inference_mode():
-            export_hf_checkpoint(model, export_dir=tmp)
+            export_hf_checkpoint(model, export_dir=tmp, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(tmp)
         if trust_remote_code:
             for py in src.glob("*.py"):
@@ -137,16 +139,20 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if the output is complete (default: off)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow the model's own Python code (e.g. Nemotron-H) (default: off)")
+    parser.add_argument("--max-shard-size", default="5GB",
+                        help="largest safetensors shard, e.g. 5GB or 500MB (default: %(default)s)")
     parser.add_argument("--allow-untested-arch", action="store_true",
                         help="try architectures outside ModelOpt's documented list (default: off)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)?", args.max_shard_size):
+            raise BuildError(f"--max-shard-size {args.max_shard_size!r}: expected e.g. 5GB, 500MB or a byte count")
         recipe = resolve(args)
         run(recipe, device=args.device, force=args.force, offline=args.offline, cache_dir=args.cache_dir,
             trust_remote_code=args.trust_remote_code or _registry_trusts(recipe),
-            allow_untested_arch=args.allow_untested_arch)
+            allow_untested_arch=args.allow_untested_arch, max_shard_size=args.max_shard_size)
     except BuildError as err:
         return fail(err)
     return 0

@@ -107,6 +107,9 @@ def test_plan_for_a_registry_model_works_offline(capsys):
     (["plan", "--model", "qwen", "--source", "x"], "give exactly one of --model"),
     (["quantize", "--model", "qwen3-4b", "--calib-samples", "0"], "must be positive"),
     (["verify", "--output", "/nonexistent/ckpt"], "does not exist"),
+    (["quantize", "--model", "qwen3-4b", "--max-shard-size", "lots"], "--max-shard-size 'lots': expected e.g. 5GB"),
+    (["build", "--output", "/nonexistent/ckpt"], "not built yet"),
+    (["plan", "--all", "--model", "qwen"], "--all plans every registry model"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_2(argv, message, capsys):
     assert cli(argv) == 2

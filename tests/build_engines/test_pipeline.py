@@ -29,15 +29,20 @@ def built(tiny_models, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("built")
     out = {"qwen3-nvfp4": root / "qwen3-nvfp4", "llama-fp8": root / "llama-fp8"}
     assert quantize(tiny_models["qwen3"], out["qwen3-nvfp4"], "--quant", "nvfp4", "--kv-cache", "fp8") == 0
-    assert quantize(tiny_models["llama"], out["llama-fp8"], "--quant", "fp8", "--kv-cache", "fp8") == 0
+    # small shards, so the index and shard checks have several files to look at
+    assert quantize(tiny_models["llama"], out["llama-fp8"], "--quant", "fp8", "--kv-cache", "fp8",
+                    "--max-shard-size", "100KB") == 0
     return out
 
 
 def tensors(path: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(path / "model.safetensors"), "pt") as f:
-        return {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
+    out = {}
+    for shard in sorted(path.glob("*.safetensors")):
+        with safe_open(str(shard), "pt") as f:
+            out.update({k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()})
+    return out
 
 
 def test_a_tiny_qwen3_becomes_a_verified_nvfp4_checkpoint_with_an_fp8_kv_cache(built):
@@ -66,8 +71,10 @@ def test_the_manifest_records_source_formats_tools_and_hashes(built, tiny_models
     assert all(len(f["sha256"]) == 64 for f in m["files"].values())
 
 
-def test_a_tiny_llama_becomes_a_verified_fp8_checkpoint(built):
+def test_a_tiny_llama_becomes_a_verified_fp8_checkpoint_in_indexed_shards(built):
     d = built["llama-fp8"]
+    index = json.loads((d / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) == len(list(d.glob("*.safetensors"))) > 1
     assert json.loads((d / "hf_quant_config.json").read_text())["quantization"]["quant_algo"] == "FP8"
     t = tensors(d)
     assert t["model.layers.1.mlp.down_proj.weight"] == ("F8_E4M3", [64, 128])
@@ -147,6 +154,33 @@ def _no_tokenizer(d: Path) -> None:
 
 def _extra_shard(d: Path) -> None:
     shutil.copy(d / "model.safetensors", d / "model-00002-of-00002.safetensors")
+
+
+def _sharded_llama(built, tmp_path) -> Path:
+    d = tmp_path / "llama"
+    shutil.copytree(built["llama-fp8"], d)
+    return d
+
+
+def test_a_deleted_shard_fails_verify_naming_it(built, tmp_path, capsys):
+    d = _sharded_llama(built, tmp_path)
+    victim = sorted(d.glob("model-*.safetensors"))[1]
+    victim.unlink()
+    assert cli(["verify", "--output", str(d)]) == 1
+    out = capsys.readouterr().out
+    assert f"{victim.name}: listed in model.safetensors.index.json but missing" in out
+    assert f"{victim.name}: in the manifest but missing" in out
+
+
+def test_a_tensor_moved_out_of_its_indexed_shard_fails_verify(built, tmp_path, capsys):
+    d = _sharded_llama(built, tmp_path)
+    index = json.loads((d / "model.safetensors.index.json").read_text())
+    name, shard = next((k, v) for k, v in index["weight_map"].items() if k.endswith("down_proj.weight_scale"))
+    _rewrite_without(d / shard, name)
+    _refresh_manifest_hash(d, shard)
+    assert cli(["verify", "--output", str(d)]) == 1
+    out = capsys.readouterr().out
+    assert f"{name}: indexed in {shard} but not in it" in out and f"{name}: missing (scale of quantized" in out
 
 
 @pytest.mark.parametrize("damage, message", [
