@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from build_engines import manifest
-from build_engines.recipe import BuildError, add_recipe_args, atomic_directory, fail, resolve
+from build_engines.recipe import BuildError, add_recipe_args, atomic_directory, check_free_disk, fail, resolve
 
 # model_type -> why there is no engine path in TensorRT-LLM.
 PYTORCH_ONLY = {
@@ -118,6 +118,8 @@ def run(checkpoint: Path, engine: bool, max_batch_size: int, max_seq_len: int, f
     out = engine_dir(checkpoint)
     if out.exists() and not force:
         return _say(EngineResult(out, f"already built: {out} (--force rebuilds)"))
+    ckpt_bytes = sum(p.stat().st_size for p in checkpoint.glob("*.safetensors"))
+    check_free_disk(out.parent, int(ckpt_bytes * 2.2) + (64 << 20))  # converted checkpoint + engine, then one goes
     quant = _quant_config(checkpoint)
     with atomic_directory(out, replace=force) as tmp:
         trt_ckpt = tmp / "trtllm-checkpoint"

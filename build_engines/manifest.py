@@ -24,8 +24,11 @@ def versions() -> dict[str, str]:
 
 
 def write(directory: Path, recipe: Recipe, resolved_revision: str, calib: dict, extra: dict | None = None) -> dict:
+    from tqdm import tqdm
+
+    paths = [p for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST]
     files = {p.relative_to(directory).as_posix(): {"sha256": sha256(p), "bytes": p.stat().st_size}
-             for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST}
+             for p in tqdm(paths, desc="hashing", unit="file", leave=False)}
     data = {
         "format": FORMAT,
         "model": recipe.model_id,

@@ -91,12 +91,16 @@ def gb(n: int | None) -> str:
 def render(p: Plan) -> str:
     r, s = p.recipe, p.sizes
     where = "local directory" if r.source_is_local else "cached" if p.cached else "to download"
-    params = "unknown (offline, not cached, and no build.params_b in the registry)" if s is None else (f"{s.params.total / 1e9:.2f} B parameters, {s.params.quantized / 1e9:.2f} B "
-                                          f"quantized to {r.quant.upper()}, the rest BF16 ({s.note})")
+    if s is None:
+        params = "unknown (offline, not cached, and no build.params_b in the registry)"
+    else:
+        params = (f"{s.params.total / 1e9:.2f} B parameters, {s.params.quantized / 1e9:.2f} B quantized to "
+                  f"{r.quant.upper()}, the rest BF16 ({s.note})")
     if p.calib_texts is None:
         texts = f"up to {r.calib_samples} texts; not cached yet, quantize downloads it"
     else:
-        texts = f"{p.calib_texts} texts" + (f" of {r.calib_samples} asked for" if p.calib_texts < r.calib_samples else "")
+        short = p.calib_texts < r.calib_samples
+        texts = f"{p.calib_texts} texts" + (f" of {r.calib_samples} asked for" if short else "")
     steps = [
         f"model      {r.model_id or r.source}",
         f"source     {r.source} @ {r.revision} ({where})",

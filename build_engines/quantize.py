@@ -11,6 +11,18 @@ texts sets the scales; modelopt.torch.export.export_hf_checkpoint writes config.
 quantization_config, hf_quant_config.json and safetensors. ModelOpt writes no tokenizer, so it
 is saved here, with the remote-code files of trust_remote_code models, and build_manifest.json.
 
+Checked against the sources (nvidia-modelopt 0.47 in site-packages, NVIDIA/Model-Optimizer
+examples/llm_ptq/hf_ptq.py): hf_ptq's QUANT_CFG_CHOICES maps nvfp4/fp8 to mtq.NVFP4_DEFAULT_CFG /
+mtq.FP8_DEFAULT_CFG and KV_QUANT_CFG_CHOICES maps fp8 to FP8_KV_CFG, merged with
+mtq.utils.update_quant_cfg_with_kv_cache_quant(cfg, FP8_KV_CFG["quant_cfg"]) (quantization/utils/
+core_utils.py: deep copy, KV entries appended - in 0.47 "quant_cfg" is a list of
+{"quantizer_name", "enable" | "cfg"} entries, no longer a dict). Both default configs start from
+{"*": disabled} and disable *lm_head*, *router*, *mlp.gate.*, *block_sparse_moe.gate*,
+*mixer.conv1d*, nn.Embedding, ... (config.py _default_disabled_quantizer_cfg), so nothing is
+excluded by hand here. export/unified_export_hf.py export_hf_checkpoint(model, dtype=None,
+export_dir, save_modelopt_state=False, components=None, extra_state_dict=None,
+max_shard_size="10GB") writes no tokenizer.
+
 Safe by construction: everything is written to <output>.partial-<pid> and renamed into place
 only after `verify` passes on it; a failure or Ctrl-C removes it; a finished build with the same
 recipe is a no-op unless --force. Needs a CUDA GPU for real models (`--device cpu` is for tiny
@@ -41,13 +53,16 @@ def quant_config(quant: str, kv_cache: str):
 
     cfg = {"nvfp4": mtq.NVFP4_DEFAULT_CFG, "fp8": mtq.FP8_DEFAULT_CFG}[quant]
     if kv_cache == "fp8":
-        if hasattr(mtq, "update_quant_cfg_with_kv_cache_quant"):
-            cfg = mtq.update_quant_cfg_with_kv_cache_quant(cfg, mtq.FP8_KV_CFG["quant_cfg"])
-        else:  # ModelOpt < 0.40: quant_cfg is a dict of patterns
+        update = getattr(mtq.utils, "update_quant_cfg_with_kv_cache_quant", None)
+        if update is not None:  # as hf_ptq.py does it
+            cfg = update(cfg, mtq.FP8_KV_CFG["quant_cfg"])
+        elif isinstance(cfg["quant_cfg"], dict):  # older ModelOpt: quant_cfg is a dict of patterns
             import copy
 
             cfg = copy.deepcopy(cfg)
             cfg["quant_cfg"].update(mtq.FP8_KV_CFG["quant_cfg"])
+        else:
+            raise BuildError("this ModelOpt has no update_quant_cfg_with_kv_cache_quant: upgrade nvidia-modelopt")
     return cfg
 
 

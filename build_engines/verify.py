@@ -169,7 +169,9 @@ def check(directory: Path, expect_quant: str | None = None, expect_kv: str | Non
         for rel in sorted(present - set(files)):
             report.problems.append(f"{rel}: not in the manifest")
         if check_hashes:
-            for rel in sorted(set(files) & present):
+            from tqdm import tqdm
+
+            for rel in tqdm(sorted(set(files) & present), desc="hashing", unit="file", leave=False):
                 info = files[rel]
                 path = directory / rel
                 if path.stat().st_size != info.get("bytes"):
