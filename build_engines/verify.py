@@ -8,7 +8,9 @@ quantization_config whose quant_algo matches hf_quant_config.json and the manife
 safetensors shard listed in the index exists and every indexed tensor is in its shard, with no
 unlisted shard; NVFP4 linears have uint8 packed weights, float8_e4m3fn block scales of shape
 [out, in/16] and float32 weight_scale_2 / input_scale; FP8 linears have float8_e4m3fn weights and
-float32 scales; excluded modules (lm_head, embeddings) stay unquantized; an FP8 KV cache has
+float32 scales; every per-tensor scale (input_scale, weight_scale_2, FP8 weight_scale,
+k_scale, v_scale) is one finite positive value; excluded modules (lm_head, embeddings) stay
+unquantized; an FP8 KV cache has
 k_scale and v_scale on every k_proj / v_proj; a tokenizer is present; every file's sha256
 matches build_manifest.json. Exit status 0 valid, 1 invalid, 2 nothing to verify.
 """
@@ -153,6 +155,7 @@ def check(directory: Path, expect_quant: str | None = None, expect_kv: str | Non
             for proj, scale in ((".k_proj.weight", "k_scale"), (".v_proj.weight", "v_scale")):
                 if name.endswith(proj) and name[: -len(".weight")] + "." + scale not in tensors:
                     report.problems.append(f"{name[: -len('.weight')]}.{scale}: missing (FP8 KV cache)")
+    _check_per_tensor_scales(directory, tensors, algo, report)
 
     data = manifest.read(directory)
     if data is None:
@@ -179,6 +182,36 @@ def check(directory: Path, expect_quant: str | None = None, expect_kv: str | Non
                 elif sha256(path) != info.get("sha256"):
                     report.problems.append(f"{rel}: sha256 differs from the manifest (corrupted or changed)")
     return report
+
+
+PER_TENSOR = (".input_scale", ".weight_scale_2", ".k_scale", ".v_scale")
+
+
+def _check_per_tensor_scales(directory: Path, tensors: dict, algo: str | None, report: Report) -> None:
+    """Per-tensor scales are one finite, positive float32 each: a NaN or 0 (a layer calibration never
+    reached) would serve garbage without any loader complaining."""
+    import math
+
+    from safetensors import safe_open
+
+    by_shard: dict[str, list[str]] = {}
+    for name, (shard, _dtype, _shape) in tensors.items():
+        fp8_weight_scale = algo == "FP8" and name.endswith(".weight_scale")
+        if name.endswith(PER_TENSOR) or fp8_weight_scale:
+            by_shard.setdefault(shard, []).append(name)
+    for shard, names in sorted(by_shard.items()):
+        try:
+            with safe_open(str(directory / shard), "pt") as f:
+                for name in sorted(names):
+                    t = f.get_tensor(name)
+                    if t.numel() != 1:
+                        report.problems.append(f"{name}: shape {list(t.shape)}, expected one per-tensor value")
+                        continue
+                    value = float(t.float().item())
+                    if not (math.isfinite(value) and value > 0):
+                        report.problems.append(f"{name}: {value} in {shard}, expected a finite positive scale")
+        except Exception:  # noqa: BLE001 - an unreadable shard is already reported by _tensor_headers
+            continue
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:

@@ -140,6 +140,15 @@ def _drop_kv_scale(d: Path) -> None:
     _refresh_manifest_hash(d, "model.safetensors")
 
 
+def _nan_scale(d: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    data = load_file(str(d / "model.safetensors"))
+    data["model.layers.0.mlp.up_proj.input_scale"] = data["model.layers.0.mlp.up_proj.input_scale"] * float("nan")
+    save_file(data, str(d / "model.safetensors"), metadata={"format": "pt"})
+    _refresh_manifest_hash(d, "model.safetensors")
+
+
 def _wrong_algo(d: Path) -> None:
     p = d / "hf_quant_config.json"
     data = json.loads(p.read_text())
@@ -188,10 +197,12 @@ def test_a_tensor_moved_out_of_its_indexed_shard_fails_verify(built, tmp_path, c
     (_truncate, "model.safetensors: unreadable safetensors"),
     (_drop_scale, "model.layers.1.self_attn.o_proj.weight_scale_2: missing (scale of quantized"),
     (_drop_kv_scale, "model.layers.0.self_attn.v_proj.v_scale: missing (FP8 KV cache)"),
+    (_nan_scale, "model.layers.0.mlp.up_proj.input_scale: nan in model.safetensors, expected a finite positive"),
     (_wrong_algo, "config.json: quant_algo 'NVFP4' differs from hf_quant_config.json 'FP8'"),
     (_no_tokenizer, "tokenizer: none of"),
     (_extra_shard, "model-00002-of-00002.safetensors: not in the manifest"),
-], ids=["flipped-bytes", "truncated", "dropped-scale", "dropped-kv-scale", "wrong-algo", "no-tokenizer", "extra-shard"])
+], ids=["flipped-bytes", "truncated", "dropped-scale", "dropped-kv-scale", "nan-scale", "wrong-algo", "no-tokenizer",
+        "extra-shard"])
 def test_a_damaged_export_fails_verify_with_a_precise_message(built, tmp_path, damage, message, capsys):
     d = tmp_path / "ckpt"
     shutil.copytree(built["qwen3-nvfp4"], d)
