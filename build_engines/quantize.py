@@ -109,8 +109,14 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
 
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
-    model.to(device).eval()
+    if device == "cuda":  # as hf_ptq.py's get_model: straight onto the GPU(s), not via a host-RAM copy
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, device_map="auto",
+                                                     trust_remote_code=trust_remote_code)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.bfloat16, trust_remote_code=trust_remote_code)
+        model.to(device)
+    model.eval()
+    first_device = next(model.parameters()).device
     batches = [tokenizer(text, return_tensors="pt", truncation=True, max_length=recipe.calib_seq_len)["input_ids"]
                for text in calib.texts]
 
@@ -119,7 +125,7 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
     def forward_loop(m) -> None:
         with torch.no_grad():
             for ids in tqdm(batches, desc="calibrating", unit="text"):
-                m(ids.to(device))
+                m(ids.to(first_device))
 
     model = mtq.quantize(model, quant_config(recipe.quant, recipe.kv_cache), forward_loop)
     enabled = sum(1 for name, mod in model.named_modules()
