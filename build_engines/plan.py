@@ -27,6 +27,17 @@ class Plan:
     cached: bool
     built: bool
     calib_texts: int | None   # None: a Hub dataset not cached yet
+    gpus: tuple[tuple[str, int], ...] | None = None   # (name, free bytes) per visible CUDA GPU; None: no torch
+
+    def gpu_verdict(self) -> str:
+        if self.gpus is None:
+            return "torch is not installed here: cannot see GPUs"
+        if not self.gpus:
+            return "no CUDA GPU here: run quantize where one is (the compose build service)"
+        free = sum(f for _, f in self.gpus)
+        names = ", ".join(sorted({n for n, _ in self.gpus}))
+        fits = self.sizes is None or free >= self.sizes.gpu_bytes
+        return f"{len(self.gpus)} x {names}, {free / 1e9:.1f} GB free: " + ("enough" if fits else "NOT enough")
 
     @property
     def download_bytes(self) -> int | None:
@@ -81,7 +92,19 @@ def make(recipe: Recipe, cache_dir: Path | None, offline: bool) -> Plan:
         if not recipe.calibration.startswith("hf:"):
             raise
         texts = None
-    return Plan(recipe, sizes, src is not None, done is not None and done.get("recipe") == recipe.identity(), texts)
+    return Plan(recipe, sizes, src is not None, done is not None and done.get("recipe") == recipe.identity(), texts,
+                visible_gpus())
+
+
+def visible_gpus() -> tuple[tuple[str, int], ...] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return ()
+    return tuple((torch.cuda.get_device_name(i), torch.cuda.mem_get_info(i)[0])
+                 for i in range(torch.cuda.device_count()))
 
 
 def gb(n: int | None) -> str:
@@ -112,6 +135,7 @@ def render(p: Plan) -> str:
         f"1. download   {gb(p.download_bytes)} into the Hugging Face cache",
         f"2. quantize   GPU memory ~{gb(s and s.gpu_bytes)} (BF16 model + calibration activations); "
         f"writes ~{gb(s and s.output_bytes)}",
+        f"             this machine: {p.gpu_verdict()}",
         "3. verify     structure, scales and sha256 of every file",
         "4. serve      trtllm-serve's PyTorch backend loads the output directly (no engine build); "
         "NVFP4 needs a Blackwell GPU",

@@ -128,6 +128,18 @@ def test_plan_all_prints_disk_and_gpu_estimates_for_every_registry_recipe_offlin
     # Qwen3-4B: 3.6 B linears at 4.5 bits + 0.4 B BF16 embeddings = 2.8 GB, the size the registry's memory plan uses.
     qwen3_4b = out[out.index("Qwen3-4B-Instruct-2507-NVFP4"):]
     assert "writes ~2.8 GB" in qwen3_4b and "8.0 GB into the Hugging Face cache" in qwen3_4b
+    assert "this machine: no CUDA GPU here: run quantize where one is" in out   # this machine has none
+
+
+def test_the_gpu_verdict_compares_free_memory_with_the_estimate():
+    from build_engines.estimate import ParamCount, sizes
+    from build_engines.plan import Plan
+
+    s = sizes(ParamCount(3_600_000_000, 400_000_000, "registry", exact=False), "nvfp4")   # needs ~10.8 GB
+    plan = lambda gpus: Plan(None, s, False, False, 10, gpus)  # noqa: E731 - recipe unused by the verdict
+    assert plan((("NVIDIA RTX PRO 6000", 90_000_000_000),)).gpu_verdict().endswith("90.0 GB free: enough")
+    assert plan((("NVIDIA GB10", 8_000_000_000),)).gpu_verdict().endswith("8.0 GB free: NOT enough")
+    assert plan(None).gpu_verdict().startswith("torch is not installed")
 
 
 def test_parameter_counts_from_safetensors_match_the_model_and_keep_embeddings_bf16(tiny_models):
