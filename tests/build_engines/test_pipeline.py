@@ -15,8 +15,6 @@ from build_engines import verify
 from build_engines.__main__ import main as cli
 from build_engines.recipe import PARTIAL
 
-pytestmark = pytest.mark.slow
-
 
 def quantize(src: Path, out: Path, *extra: str) -> int:
     return cli(["quantize", "--source", str(src), "--device", "cpu", "--output", str(out), "--calib-samples", "16",
