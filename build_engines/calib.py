@@ -105,21 +105,10 @@ def _load_hub(spec: str, samples: int, cache_dir: Path | None, offline: bool) ->
     column = column or "text"
     if repo.count("/") != 1:
         raise BuildError(f"calibration set '{spec}': expected hf:<owner>/<dataset>[#<column>]")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from build_engines.download import snapshot
 
-    try:
-        root = Path(snapshot_download(repo, repo_type="dataset", cache_dir=cache_dir, local_files_only=offline,
-                                      allow_patterns=["*.jsonl", "*.txt", "*.parquet", "*.md"]))
-    except GatedRepoError:
-        raise BuildError(f"dataset {repo} is gated: accept its terms on huggingface.co and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
-        raise BuildError(f"dataset {repo} not found on Hugging Face, or private and HF_TOKEN has no access") from None
-    except LocalEntryNotFoundError:
-        raise BuildError(f"dataset {repo} is not in the Hugging Face cache and downloads are off "
-                         "(--offline / HF_HUB_OFFLINE)") from None
-    except HfHubHTTPError as err:
-        raise BuildError(f"downloading dataset {repo} failed: {err}") from None
+    root = snapshot(repo, repo_type="dataset", cache_dir=cache_dir, offline=offline,
+                    allow=["*.jsonl", "*.txt", "*.parquet", "*.md"])
     files = sorted(p for p in root.rglob("*") if p.suffix in (".jsonl", ".txt", ".parquet") and p.is_file())
     if not files:
         raise BuildError(f"dataset {repo}: no .jsonl, .txt or .parquet files")

@@ -58,12 +58,36 @@ def _missing_bytes(recipe: Recipe, cache_dir: Path | None) -> int | None:
     return max(total - have, 0)
 
 
-def _no_access(recipe: Recipe, what: str) -> BuildError:
+def _no_access(name: str, what: str) -> BuildError:
     from huggingface_hub import get_token
 
     who = ("no Hugging Face token is set (HF_TOKEN or `hf auth login`)" if get_token() is None
            else "the Hugging Face token in use has no access to it")
-    return BuildError(f"{recipe.source} {what}, and {who}")
+    return BuildError(f"{name} {what}, and {who}")
+
+
+def snapshot(repo: str, *, repo_type: str = "model", revision: str | None = None, cache_dir: Path | None = None,
+             offline: bool = False, allow: list[str] = ALLOW) -> Path:
+    """huggingface_hub.snapshot_download, with every Hub failure turned into one BuildError naming the repo."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    name = f"dataset {repo}" if repo_type == "dataset" else repo
+    try:
+        return Path(snapshot_download(repo, repo_type=repo_type, revision=revision, cache_dir=cache_dir,
+                                      local_files_only=offline, allow_patterns=allow))
+    except GatedRepoError:
+        raise _no_access(name, "is gated (accept its licence on huggingface.co)") from None
+    except RepositoryNotFoundError:
+        raise _no_access(name, "is not on Hugging Face or is private") from None
+    except RevisionNotFoundError:
+        raise BuildError(f"{name} has no revision '{revision}'") from None
+    except LocalEntryNotFoundError:
+        raise BuildError(f"{name}{'@' + revision if revision else ''} is not in the Hugging Face cache and downloads "
+                         "are off (HF_HUB_OFFLINE / --offline): run `python -m build_engines download` online first") from None
+    except HfHubHTTPError as err:
+        raise BuildError(f"downloading {name} failed: {err}") from None
 
 
 def fetch(recipe: Recipe, cache_dir: Path | None = None, offline: bool = False,
@@ -71,29 +95,11 @@ def fetch(recipe: Recipe, cache_dir: Path | None = None, offline: bool = False,
     """(directory holding the source checkpoint, resolved revision)."""
     if recipe.source_is_local:
         return Path(recipe.source).resolve(), "local"
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
-
     if not offline:
         need = _missing_bytes(recipe, cache_dir)
         if need:
             check_free_disk(Path(cache_dir) if cache_dir else _hf_cache(), int(need * 1.05))
-    try:
-        path = snapshot_download(recipe.source, revision=recipe.revision, cache_dir=cache_dir,
-                                 local_files_only=offline, allow_patterns=ALLOW)
-    except GatedRepoError:
-        raise _no_access(recipe, "is gated (accept its licence on huggingface.co)") from None
-    except RepositoryNotFoundError:
-        raise _no_access(recipe, "is not on Hugging Face or is private") from None
-    except RevisionNotFoundError:
-        raise BuildError(f"{recipe.source} has no revision '{recipe.revision}'") from None
-    except LocalEntryNotFoundError:
-        raise BuildError(f"{recipe.source}@{recipe.revision} is not in the Hugging Face cache and downloads are off "
-                         "(HF_HUB_OFFLINE / --offline): run `python -m build_engines download` online first") from None
-    except HfHubHTTPError as err:
-        raise BuildError(f"downloading {recipe.source} failed: {err}") from None
-    path = Path(path)
+    path = snapshot(recipe.source, revision=recipe.revision, cache_dir=cache_dir, offline=offline)
     if not quiet:
         print(f"{recipe.source}@{recipe.revision} -> {path}")
     return path, path.name
