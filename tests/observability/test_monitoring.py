@@ -19,13 +19,14 @@ from tests.conftest import QWEN
 REPO = Path(__file__).resolve().parents[2]
 MON = REPO / "monitoring"
 DASHBOARD = MON / "grafana" / "dashboards" / "blackwell-llm.json"
-# trtllm-serve's Prometheus histograms at /prometheus/metrics (tensorrt_llm/metrics/collector.py,
-# names prefixed trtllm_; enabled by return_perf_metrics: true).
-TRTLLM_METRICS = {"trtllm_time_to_first_token_seconds", "trtllm_time_per_output_token_seconds",
-                  "trtllm_e2e_request_latency_seconds", "trtllm_request_queue_time_seconds",
-                  "trtllm_request_success_total"}
-PROMQL_WORDS = {"sum", "by", "rate", "histogram_quantile", "max", "le", "model", "status", "upstream", "state",
-                "bucket"}
+# trtllm-serve's Prometheus families at /prometheus/metrics (tensorrt_llm/metrics/collector.py, names
+# prefixed trtllm_, labels model_name/engine_type both "undefined"; on with return_perf_metrics: true).
+TRTLLM_FAMILIES = {"trtllm_time_to_first_token_seconds": "histogram", "trtllm_time_per_output_token_seconds": "histogram",
+                   "trtllm_e2e_request_latency_seconds": "histogram", "trtllm_request_queue_time_seconds": "histogram",
+                   "trtllm_request_success_total": "counter", "trtllm_kv_cache_utilization": "gauge",
+                   "trtllm_kv_cache_hit_rate": "gauge"}
+PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                   "offset", "inf", "nan"}
 
 
 def promtool() -> str:
@@ -40,6 +41,25 @@ def dashboard() -> dict:
 
 def exprs() -> list[str]:
     return [t["expr"] for p in dashboard()["panels"] for t in p["targets"]]
+
+
+def metric_names(expr: str) -> set[str]:
+    """Every metric a PromQL expression selects: identifiers left once strings, label matchers,
+    grouping label lists and range selectors are gone, minus functions (followed by "(") and keywords."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    return {m.group(1) for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][\w:]*)(\s*\()?", e)
+            if not m.group(2) and m.group(1).lower() not in PROMQL_KEYWORDS}
+
+
+def sample_names(families: dict[str, str]) -> set[str]:
+    """The sample names a set of families {name: type} exposes (a histogram: _bucket, _sum, _count)."""
+    out = set()
+    for name, kind in families.items():
+        out |= {name + "_bucket", name + "_sum", name + "_count"} if kind == "histogram" else {name}
+    return out
 
 
 def test_the_rendered_prometheus_config_is_up_to_date_and_scrapes_every_model():
@@ -94,16 +114,23 @@ def test_the_dashboard_covers_throughput_latency_errors_and_health():
         assert metric in text, metric
 
 
+def test_metric_names_finds_every_selected_metric_and_nothing_else():
+    expr = ('histogram_quantile(0.99, sum by (le, model) (rate(router_x_seconds_bucket{status=~"5..",model!="a b"}[5m])))'
+            ' / on (model) group_left sum without (upstream) (router_requests_in_fligth) > bool 1e3 or up offset 1m')
+    assert metric_names(expr) == {"router_x_seconds_bucket", "router_requests_in_fligth", "up"}
+
+
 def test_every_metric_the_dashboard_queries_exists(stack):
     r, _, _ = stack
     r.post("/v1/chat/completions", json={"model": "qwen", "messages": [{"role": "user", "content": "hi"}]})
     # Every family the router declares (# TYPE), whether or not it has a sample yet.
-    exported = set(re.findall(r"^# TYPE (\w+) ", r.get("/metrics").text, re.M))
-    assert "router_requests_total" in exported and QWEN in r.get("/metrics").text
-    for expr in exprs():
-        for name in set(re.findall(r"\b([a-z_]+_(?:total|seconds|bucket|flight|state))\b", expr)):
-            base = re.sub(r"_bucket$", "", name)
-            assert base in exported or base in TRTLLM_METRICS, f"{base} is neither exported nor a trtllm metric"
+    text = r.get("/metrics").text
+    exported = dict(re.findall(r"^# TYPE (\w+) (\w+)$", text, re.M))
+    assert exported["router_requests_total"] == "counter" and QWEN in text
+    known = sample_names(exported) | sample_names(TRTLLM_FAMILIES)
+    queried = set().union(*(metric_names(e) for e in exprs()))
+    assert queried, "no metric found in the dashboard's queries"
+    assert queried - known == set(), "neither exported by the router nor a trtllm-serve metric"
 
 
 def test_the_monitoring_profile_validates_and_mounts_files_that_exist():
