@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -148,6 +149,23 @@ def test_the_monitoring_profile_validates_and_mounts_files_that_exist():
     plain = subprocess.run([compose_binary(), "-f", str(REPO / "compose.yml"), "--profile", "multi", "config",
                             "--services"], capture_output=True, text=True, cwd=REPO)
     assert "prometheus" not in plain.stdout.split(), "monitoring is opt-in"
+
+
+def test_prometheus_and_grafana_listen_on_loopback_unless_told_otherwise(tmp_path):
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+
+    def published(env):
+        # An empty --env-file: a developer's own .env must not decide what the defaults are.
+        out = subprocess.run([compose_binary(), "--env-file", str(empty), "-f", str(REPO / "compose.yml"), "--profile",
+                              "monitoring", "config", "--format", "json"], capture_output=True, text=True, cwd=REPO,
+                             env=env)
+        assert out.returncode == 0, out.stderr
+        services = json.loads(out.stdout)["services"]
+        return {(p["host_ip"], p["published"]) for name in ("prometheus", "grafana") for p in services[name]["ports"]}
+    base = {k: v for k, v in os.environ.items() if k not in ("MONITORING_BIND", "GRAFANA_PORT", "PROMETHEUS_PORT")}
+    assert published(base) == {("127.0.0.1", "9090"), ("127.0.0.1", "3000")}
+    assert published({**base, "MONITORING_BIND": "0.0.0.0"}) == {("0.0.0.0", "9090"), ("0.0.0.0", "3000")}
 
 
 def test_env_example_lists_the_monitoring_knobs_with_their_defaults():
