@@ -321,6 +321,10 @@ def markdown(report: Report) -> str:
         if on and off:
             lines.append(f"- c={c}: metrics + access log on cost {on.p50_ms - off.p50_ms:+.3f} ms p50 and keep "
                          f"{100 * on.req_per_s / off.req_per_s:.1f}% of the metrics-off throughput")
+        nolog = by.get(("router (access log off)", c))
+        if nolog and off:
+            lines.append(f"- c={c}: metrics alone (access log off) cost {nolog.p50_ms - off.p50_ms:+.3f} ms p50 and keep "
+                         f"{100 * nolog.req_per_s / off.req_per_s:.1f}% of the metrics-off throughput")
     sd = {s.target: s for s in report.streaming}
     for c in sorted({t.concurrency for t in report.throughput}):
         a, b = by.get(("router (pass-through), chat streams", c)), by.get(("router (think splitting), chat streams", c))
@@ -388,11 +392,14 @@ def main(args: argparse.Namespace) -> int:
         # The same routing-only router with metrics and the access log off (ROUTER_METRICS=off).
         quiet_url = router_with("router-quiet", env={"ROUTER_METRICS": "off"}, mode="none",
                                 sampling_thinking=unset, sampling_non_thinking=unset)
+        # Metrics on, access log off: splits the cost between the counters and the log line.
+        nolog_url = router_with("router-nolog", env={"ROUTER_ACCESS_LOG": "off"}, mode="none",
+                                sampling_thinking=unset, sampling_non_thinking=unset)
         targets = {"direct": f"http://127.0.0.1:{bport}", "router": router_url,
                    "plain-nginx": f"http://127.0.0.1:{pport}", "router (registry entry)": shaped_url,
-                   "router (metrics off)": quiet_url}
+                   "router (metrics off)": quiet_url, "router (access log off)": nolog_url}
         for proc, url in zip(procs, [targets["direct"], targets["plain-nginx"], router_url, shaped_url, think_url,
-                                     quiet_url]):
+                                     quiet_url, nolog_url]):
             wait_http(url + "/health", proc)
 
         script = tmp / "post.lua"

@@ -65,10 +65,28 @@ describe("metrics.scan", function()
             .. 'data: {"choices":[],"usage":{"completion_tokens":2}}\n\ndata: [DONE]\n\n'
         assert.equal(2, metrics.scan(chunk))
     end)
+    it("counts the events whose only text is reasoning, as trtllm's reasoning parser streams it", function()
+        local chunk = 'data: {"choices":[{"delta":{"content":"","reasoning_content":"let"}}]}\n\n'
+            .. 'data: {"choices":[{"delta":{"content":null,"reasoning":" me"}}]}\n\n'
+            .. 'data: {"choices":[{"delta":{"content":"Yes","reasoning_content":""}}]}\n\n'
+        local n, r = metrics.scan(chunk)
+        assert.equal(3, n)
+        assert.equal(2, r)
+    end)
     it("counts completions text and Responses API deltas, and nothing in a plain JSON body", function()
         assert.equal(1, metrics.scan('data: {"choices":[{"text":"a"}]}\n\n'))
         assert.equal(1, metrics.scan('data: {"type":"response.output_text.delta","delta":"x"}\n\n'))
         assert.equal(0, metrics.scan('{"choices":[{"message":{"content":"hello"}}]}'))
+    end)
+end)
+
+describe("metrics.scan on a chunk that stops inside an event", function()
+    it("counts the finished events and returns where the unfinished one starts", function()
+        local first = 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+        local n, r, held = metrics.scan(first .. 'data: {"choices":[{"delta":{"reasoning_con')
+        assert.equal(1, n)
+        assert.equal(0, r)
+        assert.equal(#first + 1, held)
     end)
 end)
 
@@ -109,6 +127,7 @@ end)
 
 describe("a request through the phases", function()
     before_each(function()
+        metrics.flush()   -- nothing a previous case left pending reaches this one's dict
         for k in pairs(ngx.shared.router_metrics.data) do ngx.shared.router_metrics.data[k] = nil end
         ngx.ctx, ngx.header, ngx.status = {}, {}, 200
         ngx.var = { uri = "/v1/chat/completions", router_model = "m/x", upstream_addr = "127.0.0.1:1, 127.0.0.1:2",
@@ -119,6 +138,7 @@ describe("a request through the phases", function()
     it("counts it, observes TTFT and ITL, sums usage tokens and leaves nothing in flight", function()
         metrics.begin()
         metrics.start("m/x")
+        metrics.flush()
         local data = ngx.shared.router_metrics.data
         assert.equal(1, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
         metrics.header()
@@ -133,6 +153,7 @@ describe("a request through the phases", function()
         clock = 100.4
         metrics.body("data: [DONE]\n\n", true)
         metrics.log()
+        metrics.flush()
 
         assert.equal(0, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
         assert.equal(1, data["c" .. SEP .. "router_requests_total" .. SEP .. 'model="m/x",status="200"'])
@@ -152,10 +173,47 @@ describe("a request through the phases", function()
         ngx.var.router_model = ""
         ngx.status = 499
         metrics.log()
+        metrics.flush()
         local data = ngx.shared.router_metrics.data
         assert.equal(1, data["c" .. SEP .. "router_requests_total" .. SEP .. 'model="unknown",status="499"'])
         assert.equal(1, data["c" .. SEP .. "router_client_aborts_total" .. SEP .. 'model="unknown"'])
         assert.is_nil(data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="unknown"'])
+    end)
+
+    it("counts a reasoning event cut across two chunks once, and times no JSON answer", function()
+        local data = ngx.shared.router_metrics.data
+        metrics.begin()
+        metrics.start("m/x")
+        metrics.body('data: {"choices":[{"delta":{"content":"","reasoning_con', false)
+        metrics.body('tent":"hm"}}]}\n\ndata: {"choices":[{"delta":{"content":"","reasoning_content":"m"}}]}\n\n', false)
+        metrics.body("data: [DONE]\n\n", true)
+        metrics.log()
+        ngx.ctx = {}
+        metrics.begin()
+        metrics.start("m/x")
+        metrics.body('{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
+        metrics.log()
+        metrics.flush()
+        assert.equal(2, data["c" .. SEP .. "router_reasoning_events_total" .. SEP .. 'model="m/x"'])
+        -- Only the stream has a first token; the JSON answer's "data:" text is not an event.
+        assert.equal(1, data["h" .. SEP .. "router_time_to_first_token_seconds" .. SEP .. "m/x" .. SEP .. "-1"])
+    end)
+
+    it("keeps counts in the worker until flushed, then adds them to the shared dict once", function()
+        local data = ngx.shared.router_metrics.data
+        local total = "c" .. SEP .. "router_requests_total" .. SEP .. 'model="m/x",status="200"'
+        local in_flight = "g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'
+        for _ = 1, 3 do
+            ngx.ctx = {}
+            metrics.start("m/x")
+            metrics.log()
+        end
+        assert.is_nil(data[total])
+        metrics.flush()
+        assert.equal(3, data[total])
+        assert.is_nil(data[in_flight])   -- +1 -1 within one period: nothing to add
+        metrics.flush()
+        assert.equal(3, data[total])
     end)
 
     it("serves the registry's upstream states as gauges", function()

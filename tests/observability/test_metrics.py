@@ -18,7 +18,10 @@ SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape(r) -> dict[tuple[str, frozenset], float]:
+def scrape(r, settle: float = 0.3) -> dict[tuple[str, frozenset], float]:
+    # Each worker moves its counts to the shared dict every 0.1 s (metrics.lua FLUSH_S), and a
+    # request is counted in its log phase, just after the client has the last byte.
+    time.sleep(settle)
     resp = r.get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
@@ -202,3 +205,22 @@ def test_metrics_can_be_turned_off_and_requests_still_flow(fake_backend, router)
     assert off.status_code == 404 and off.json()["error"]["code"] == "metrics_disabled"
     log = r.prefix / "logs" / "access.log"
     assert not log.exists() or log.read_text() == ""
+
+
+def test_reasoning_streamed_by_trtllm_is_counted_although_its_usage_has_no_reasoning_tokens(fake_backend, router):
+    # trtllm-serve's usage carries no completion_tokens_details, and neither does the fake.
+    qwen = fake_backend(QWEN, args=["--think-style", "qwen3", "--reasoning-parser", "qwen3", "--output-tokens", "6"])
+    r = router({"qwen": [qwen.addr]})
+    r.wait_state(QWEN, "ready")
+    resp, events = stream_chat(r)
+    deltas = [e["choices"][0]["delta"] for e in events if e.get("choices")]
+    thinking = sum(1 for d in deltas if d.get("reasoning_content") and not d.get("content"))
+    assert resp.status_code == 200 and thinking > 0
+    assert "completion_tokens_details" not in events[-1]["usage"]
+    m = scrape(r)
+    assert val(m, "router_reasoning_events_total", model=QWEN) == thinking
+    assert val(m, "router_reasoning_tokens_total", model=QWEN) == 0
+    log = r.prefix / "logs" / "access.log"
+    wait_for(lambda: log.exists() and log.read_text().strip(), "the access-log line (written in batches)", 10)
+    rec = json.loads(log.read_text().splitlines()[-1])
+    assert rec["reasoning_events"] == thinking and rec["reasoning_tokens"] is None
