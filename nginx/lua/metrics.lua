@@ -2,8 +2,7 @@
 --
 -- State: counters and histogram buckets in lua_shared_dict `router_metrics`, shared by workers.
 -- Per request, facts gather in ngx.ctx.metrics (start(), header(), body()) and are counted once
--- in the log phase (log()); per stream event only a local table is touched. Counts wait in a
--- per-worker table and reach the dict every FLUSH_S (flush()), so /metrics lags by up to that.
+-- in the log phase (log()); per stream event only a local table is touched.
 -- Label values are bounded: `model` is a canonical registry id or "unknown", `status` an HTTP
 -- code, `upstream` an address from the registry. Raw client strings never become labels.
 -- Pure helpers (bucket_index, scan, usage, render, log_line) take state as arguments: busted
@@ -272,41 +271,15 @@ do
 end
 _M.clock = clock
 
--- About eight dict:incr per request, each under the zone's mutex, kept ~60% of the metrics-off
--- rate at c=64 on two cores (workers spin on the lock, or wait for a holder the scheduler
--- parked). Counts now wait here and reach the dict in one pass per worker and FLUSH_S.
-local FLUSH_S = 0.1
-local pending, pending_n = {}, 0
-
 local function incr(key, n)
     if n == 0 then
         return
     end
-    local v = pending[key]
-    if v then
-        pending[key] = v + n
-    else
-        pending[key] = n
-        pending_n = pending_n + 1
-    end
-end
-
--- Move this worker's pending counts into the shared dict (timer, /metrics, worker exit).
-function _M.flush()
-    if pending_n == 0 then
-        return
-    end
-    local batch = pending
-    pending, pending_n = {}, 0
-    for key, n in pairs(batch) do
-        if n ~= 0 then   -- e.g. in flight +1 -1 within one period
-            local _, err, forcible = dict:incr(key, n, 0)
-            if err then
-                ngx.log(ngx.WARN, LOG, "failed to count ", key, ": ", err)
-            elseif forcible then
-                ngx.log(ngx.WARN, LOG, "router_metrics dict is full: old series evicted")
-            end
-        end
+    local _, err, forcible = dict:incr(key, n, 0)
+    if err then
+        ngx.log(ngx.WARN, LOG, "failed to count ", key, ": ", err)
+    elseif forcible then
+        ngx.log(ngx.WARN, LOG, "router_metrics dict is full: old series evicted")
     end
 end
 
@@ -475,8 +448,7 @@ local function append_log(line)
     batch_bytes = batch_bytes + #line
 end
 
--- init_worker: flush counts and the access log on timers, and once more when the worker exits
--- (the callbacks then run with premature set; flushing is still right).
+-- init_worker: flush on a timer, and once more when the worker exits (premature).
 function _M.init_worker()
     if not enabled then
         return
@@ -489,15 +461,6 @@ function _M.init_worker()
     end)
     if not ok then
         ngx.log(ngx.ERR, LOG, "failed to start the access log timer: ", err)
-    end
-    ok, err = ngx.timer.every(FLUSH_S, function()
-        local fine, e = pcall(_M.flush)
-        if not fine then
-            ngx.log(ngx.ERR, LOG, "failed to flush counts: ", e)
-        end
-    end)
-    if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to start the metrics flush timer: ", err)
     end
 end
 
@@ -600,7 +563,6 @@ end
 
 -- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.
 function _M.serve(reg, state)
-    _M.flush()   -- this worker's counts; the others' arrive within FLUSH_S
     local snapshot = {}
     for _, key in ipairs(dict:get_keys(0)) do
         local v = dict:get(key)

@@ -127,7 +127,6 @@ end)
 
 describe("a request through the phases", function()
     before_each(function()
-        metrics.flush()   -- nothing a previous case left pending reaches this one's dict
         for k in pairs(ngx.shared.router_metrics.data) do ngx.shared.router_metrics.data[k] = nil end
         ngx.ctx, ngx.header, ngx.status = {}, {}, 200
         ngx.var = { uri = "/v1/chat/completions", router_model = "m/x", upstream_addr = "127.0.0.1:1, 127.0.0.1:2",
@@ -138,7 +137,6 @@ describe("a request through the phases", function()
     it("counts it, observes TTFT and ITL, sums usage tokens and leaves nothing in flight", function()
         metrics.begin()
         metrics.start("m/x")
-        metrics.flush()
         local data = ngx.shared.router_metrics.data
         assert.equal(1, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
         metrics.header()
@@ -153,7 +151,6 @@ describe("a request through the phases", function()
         clock = 100.4
         metrics.body("data: [DONE]\n\n", true)
         metrics.log()
-        metrics.flush()
 
         assert.equal(0, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
         assert.equal(1, data["c" .. SEP .. "router_requests_total" .. SEP .. 'model="m/x",status="200"'])
@@ -173,7 +170,6 @@ describe("a request through the phases", function()
         ngx.var.router_model = ""
         ngx.status = 499
         metrics.log()
-        metrics.flush()
         local data = ngx.shared.router_metrics.data
         assert.equal(1, data["c" .. SEP .. "router_requests_total" .. SEP .. 'model="unknown",status="499"'])
         assert.equal(1, data["c" .. SEP .. "router_client_aborts_total" .. SEP .. 'model="unknown"'])
@@ -193,27 +189,9 @@ describe("a request through the phases", function()
         metrics.start("m/x")
         metrics.body('{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
         metrics.log()
-        metrics.flush()
         assert.equal(2, data["c" .. SEP .. "router_reasoning_events_total" .. SEP .. 'model="m/x"'])
         -- Only the stream has a first token; the JSON answer's "data:" text is not an event.
         assert.equal(1, data["h" .. SEP .. "router_time_to_first_token_seconds" .. SEP .. "m/x" .. SEP .. "-1"])
-    end)
-
-    it("keeps counts in the worker until flushed, then adds them to the shared dict once", function()
-        local data = ngx.shared.router_metrics.data
-        local total = "c" .. SEP .. "router_requests_total" .. SEP .. 'model="m/x",status="200"'
-        local in_flight = "g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'
-        for _ = 1, 3 do
-            ngx.ctx = {}
-            metrics.start("m/x")
-            metrics.log()
-        end
-        assert.is_nil(data[total])
-        metrics.flush()
-        assert.equal(3, data[total])
-        assert.is_nil(data[in_flight])   -- +1 -1 within one period: nothing to add
-        metrics.flush()
-        assert.equal(3, data[total])
     end)
 
     it("serves the registry's upstream states as gauges", function()

@@ -18,9 +18,8 @@ SERIES = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape(r, settle: float = 0.3) -> dict[tuple[str, frozenset], float]:
-    # Each worker moves its counts to the shared dict every 0.1 s (metrics.lua FLUSH_S), and a
-    # request is counted in its log phase, just after the client has the last byte.
+def scrape(r, settle: float = 0.1) -> dict[tuple[str, frozenset], float]:
+    # A request is counted in its log phase, just after the client has its last byte.
     time.sleep(settle)
     resp = r.get("/metrics")
     assert resp.status_code == 200
