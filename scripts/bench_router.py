@@ -3,6 +3,7 @@
 Usage:
     python scripts/bench_router.py                     # prints a markdown table
     python scripts/bench_router.py --duration 10 --out results/bench_router.json
+    python scripts/bench_router.py --metrics-ab 5      # metrics on / access log off / metrics off only
 
 Everything runs on loopback. The backend is nginx itself (not Python), so the numbers show
 what the router adds, not what a slow fake costs:
@@ -343,6 +344,27 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def metrics_ab(targets: dict[str, str], concurrency: list[int], rounds: int, duration: float,
+               script: Path) -> list[Throughput]:
+    """Median req/s and p50/p99 of each target over `rounds` runs, the targets' order rotating
+    every round: a slow minute on a shared machine then lands on every target, not on one."""
+    out = []
+    names = list(targets)
+    for c in concurrency:
+        runs: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in names}
+        for name in names:
+            run_wrk(targets[name] + "/v1/chat/completions", c, 1, script)  # warm-up
+        for i in range(rounds):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                runs[name].append(run_wrk(targets[name] + "/v1/chat/completions", c, duration, script))
+        for name in names:
+            rs = runs[name]
+            out.append(Throughput(name, c, statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
+                                  statistics.median(r[2] for r in rs), sum(r[3] for r in rs)))
+            print(f"  {name:24s} c={c:<3d} req/s {' '.join(f'{r[0]:,.0f}' for r in rs)}", flush=True)
+    return out
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default: 5)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64],
@@ -352,6 +374,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--event-interval", type=float, default=0.01,
                         help="seconds between the backend's events (default: 0.01)")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here (default: none)")
+    parser.add_argument("--metrics-ab", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the router with metrics on, access log off and metrics off: ROUNDS "
+                             "interleaved wrk runs of each at each --concurrency, medians reported, so a noisy "
+                             "machine slows all three alike (default: 0, the full benchmark)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -404,6 +430,11 @@ def main(args: argparse.Namespace) -> int:
 
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
+        if args.metrics_ab:
+            ab = {name: targets[name] for name in ("router", "router (access log off)", "router (metrics off)")}
+            report.throughput = metrics_ab(ab, args.concurrency, args.metrics_ab, args.duration, script)
+            report.notes["loadavg_end"] = os.getloadavg()
+            return finish(report, args)
         for c in args.concurrency:
             for name, url in targets.items():
                 run_wrk(url + "/v1/chat/completions", c, 1, script)  # warm-up
@@ -436,7 +467,10 @@ def main(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
+    return finish(report, args)
 
+
+def finish(report: Report, args: argparse.Namespace) -> int:
     print(markdown(report))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
