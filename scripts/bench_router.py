@@ -49,6 +49,16 @@ events {{ worker_connections 4096; }}
 http {{
     access_log off;
     lua_package_path "$prefix/?.lua;;";
+    # Microsecond wall clock for the event stamps, shared by the handlers below.
+    init_by_lua_block {{
+        local ffi = require("ffi")
+        ffi.cdef("typedef struct {{ long tv_sec; long tv_usec; }} bench_tv; int gettimeofday(bench_tv *tv, void *tz);")
+        local tv = ffi.new("bench_tv")
+        package.loaded.bench_clock = {{ now_us = function()
+            ffi.C.gettimeofday(tv, nil)
+            return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
+        end }}
+    }}
     client_body_temp_path temp/cb; proxy_temp_path temp/p; fastcgi_temp_path temp/f;
     uwsgi_temp_path temp/u; scgi_temp_path temp/s;
     keepalive_requests 1000000;
@@ -66,13 +76,7 @@ http {{
         location = /bench-chat-stream {{
                 content_by_lua_block {{
                     -- A thinking model's stream: <think>, reasoning, </think>, answer, cut in pieces.
-                    local ffi = require("ffi")
-                    pcall(ffi.cdef, "typedef struct {{ long tv_sec; long tv_usec; }} bench_tv; int gettimeofday(bench_tv *tv, void *tz);")
-                    local tv = ffi.new("bench_tv")
-                    local function now_us()
-                        ffi.C.gettimeofday(tv, nil)
-                        return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
-                    end
+                    local now_us = require("bench_clock").now_us
                     local pieces = {{ "<thi", "nk>\\n", "Let", " me", " think", ".\\n", "</th", "ink>", "\\n\\n", "The" }}
                     local interval = ngx.var.arg_fast and 0 or {interval}
                     ngx.header["Content-Type"] = "text/event-stream"
@@ -90,13 +94,7 @@ http {{
         }}
         location = /v1/completions {{
             content_by_lua_block {{
-                local ffi = require("ffi")
-                pcall(ffi.cdef, "typedef struct {{ long tv_sec; long tv_usec; }} bench_tv; int gettimeofday(bench_tv *tv, void *tz);")
-                local tv = ffi.new("bench_tv")
-                local function now_us()
-                    ffi.C.gettimeofday(tv, nil)
-                    return tonumber(tv.tv_sec) * 1000000 + tonumber(tv.tv_usec)
-                end
+                local now_us = require("bench_clock").now_us
                 ngx.header["Content-Type"] = "text/event-stream"
                 for i = 1, {events} do
                     if i > 1 then ngx.sleep({interval}) end
