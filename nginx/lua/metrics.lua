@@ -175,20 +175,15 @@ function _M.render(snapshot, extra_gauges)
         return keys
     end
 
-    for _, name in ipairs(sorted_keys(_M.COUNTERS)) do
-        out[#out + 1] = "# HELP " .. name .. " " .. _M.COUNTERS[name]
-        out[#out + 1] = "# TYPE " .. name .. " counter"
-        local c = counters[name] or {}
-        for _, labels in ipairs(sorted_keys(c)) do
-            series(name, labels, c[labels])
-        end
-    end
-    for _, name in ipairs(sorted_keys(GAUGE_HELP)) do
-        out[#out + 1] = "# HELP " .. name .. " " .. GAUGE_HELP[name]
-        out[#out + 1] = "# TYPE " .. name .. " gauge"
-        local g = gauges[name] or {}
-        for _, labels in ipairs(sorted_keys(g)) do
-            series(name, labels, g[labels])
+    for _, family in ipairs({ { _M.COUNTERS, "counter", counters }, { GAUGE_HELP, "gauge", gauges } }) do
+        local help, kind, values = family[1], family[2], family[3]
+        for _, name in ipairs(sorted_keys(help)) do
+            out[#out + 1] = "# HELP " .. name .. " " .. help[name]
+            out[#out + 1] = "# TYPE " .. name .. " " .. kind
+            local v = values[name] or {}
+            for _, labels in ipairs(sorted_keys(v)) do
+                series(name, labels, v[labels])
+            end
         end
     end
     for _, name in ipairs(sorted_keys(_M.HISTOGRAMS)) do
