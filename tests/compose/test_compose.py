@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from configs.registry import load_registry
+from scripts.plan_memory import compose_defaults, read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
@@ -175,16 +176,13 @@ def test_the_image_tag_is_pinned_in_one_place_and_matches_the_allow_list():
     images = {s["image"] for s in trtllm_services(cfg).values()}
     assert images == {ALLOWED["image"]}
     assert not ALLOWED["image"].endswith(":latest")
-    env_example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
-                       if line and not line.startswith("#"))
-    assert env_example["TRTLLM_IMAGE"] == ALLOWED["image"]
+    assert read_env_file(REPO / ".env.example")["TRTLLM_IMAGE"] == ALLOWED["image"]
 
 
 def test_env_example_lists_every_knob_with_the_compose_default():
     text = (REPO / "compose.yml").read_text()
-    defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", text))
-    env_example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
-                       if line and not line.startswith("#"))
+    defaults = compose_defaults(REPO / "compose.yml")
+    env_example = read_env_file(REPO / ".env.example")
     missing = sorted(set(defaults) - set(env_example))
     assert not missing, f".env.example lacks {missing}"
     differ = {k: (defaults[k], env_example[k]) for k in defaults if env_example[k] != defaults[k]}

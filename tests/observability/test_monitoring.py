@@ -14,6 +14,7 @@ import yaml
 
 from configs.registry import load_registry
 from configs.render import PROMETHEUS_YML, prometheus_config
+from scripts.plan_memory import compose_defaults, read_env_file
 from tests.compose.test_compose import compose_binary
 from tests.conftest import QWEN
 
@@ -169,9 +170,8 @@ def test_prometheus_and_grafana_listen_on_loopback_unless_told_otherwise(tmp_pat
 
 
 def test_env_example_lists_the_monitoring_knobs_with_their_defaults():
-    defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", (MON / "compose.yml").read_text()))
-    env = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
-               if line and not line.startswith("#"))
+    defaults = compose_defaults(MON / "compose.yml")
+    env = read_env_file(REPO / ".env.example")
     assert {k: env.get(k) for k in defaults} == defaults
 
 
