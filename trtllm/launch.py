@@ -22,6 +22,7 @@ file is static; this script writes the effective file from it plus these environ
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def _check(name: str, raw: str, kind: type) -> int | float:
 
 def effective_options(options: dict, env: dict[str, str]) -> dict:
     """The options file with the knobs set in `env` laid over it (a new dict)."""
-    out = yaml.safe_load(yaml.safe_dump(options)) or {}
+    out = copy.deepcopy(options)
     for name, (path, kind) in KNOBS.items():
         raw = env.get(name, "").strip()
         if not raw:
