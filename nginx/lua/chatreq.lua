@@ -14,18 +14,14 @@ local jsonbody = require("jsonbody")
 local _M = { _VERSION = "0.1.0" }
 
 local type, ipairs, tostring = type, ipairs, tostring
-local match, gsub = string.match, string.gsub
+local match = string.match
 local null = cjson.null
 
 local EFFORT = { none = false, minimal = false, low = true, medium = true, high = true }
 local OUTPUTS = { reasoning_content = true, reasoning = true, none = true }
 local SAMPLING_KEYS = { "temperature", "top_p", "top_k" }
 
--- cjson escapes '/', and escapes '\' itself, so undoing '\/' keeps the meaning.
-local function encode(v)
-    return (gsub(cjson.encode(v), "\\/", "/"))
-end
-_M.encode = encode
+local encode = jsonbody.encode
 
 local function bad(message, param, code)
     return { status = 400, message = message, param = param, code = code or "invalid_value" }

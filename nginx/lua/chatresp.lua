@@ -13,9 +13,7 @@ local _M = { _VERSION = "0.1.0" }
 local type, find, gsub = type, string.find, string.gsub
 local null = cjson.null
 
-local function encode(v)
-    return (gsub(cjson.encode(v), "\\/", "/"))
-end
+local encode = jsonbody.encode
 
 -- info: { mode = backend|tags|tags_at_start|none, thinking, output, hide_usage }
 function _M.new(info)

@@ -1,11 +1,12 @@
--- Router metrics (Prometheus text at /metrics) and the JSON access log.
+-- Router metrics (Prometheus text at /metrics); the access log is written by accesslog.lua.
 --
 -- State: counters and histogram buckets in lua_shared_dict `router_metrics`, shared by workers.
--- Per request, facts gather in ngx.ctx.metrics (start(), header(), body()) and are counted once
--- in the log phase (log()); per stream event only a local table is touched.
+-- Per request, facts gather in rc.metrics (rc = ngx.ctx.router; begin(), start(), header(),
+-- body()) and are counted once in the log phase (log()); per stream event only that table is
+-- touched.
 -- Label values are bounded: `model` is a canonical registry id or "unknown", `status` an HTTP
 -- code, `upstream` an address from the registry. Raw client strings never become labels.
--- Pure helpers (bucket_index, scan, usage, render, log_line) take state as arguments: busted
+-- Pure helpers (bucket_index, scan, usage, render) take state as arguments: busted
 -- tests them without nginx.
 
 local _M = { _VERSION = "0.1.0" }
@@ -208,37 +209,6 @@ function _M.render(snapshot, extra_gauges)
     return concat(out, "\n") .. "\n"
 end
 
--- One access-log line: JSON with these fields in this order (absent = null), never prompt or
--- completion text. Built by hand: cjson.encode of a table cost ~10% of router throughput.
-local LOG_FIELDS = { "time", "model", "upstream", "method", "path", "status", "ttft_ms", "duration_ms",
-                     "router_ms", "prompt_tokens", "output_tokens", "reasoning_tokens", "reasoning_events", "bytes_in",
-                     "bytes_out", "upstream_tries", "client_abort", "request_id" }
-local function escape_char(c)
-    return format("\\u%04x", c:byte())
-end
-local function json_value(v)
-    local t = type(v)
-    if t == "string" then
-        if find(v, '[%c"\\]') then
-            v = gsub(v, '[%c"\\]', escape_char)
-        end
-        return '"' .. v .. '"'
-    elseif t == "number" then
-        return (v ~= v or v == math.huge or v == -math.huge) and "null" or tostring(v)
-    elseif t == "boolean" then
-        return v and "true" or "false"
-    end
-    return "null"
-end
-function _M.log_line(rec)
-    local parts = {}
-    for i = 1, #LOG_FIELDS do
-        local k = LOG_FIELDS[i]
-        parts[i] = '"' .. k .. '":' .. json_value(rec[k])
-    end
-    return "{" .. concat(parts, ",") .. "}"
-end
-
 ---------------------------------------------------------------------------------------------
 -- nginx glue
 
@@ -286,7 +256,8 @@ local function observe(name, model, v)
     incr(base .. "-1", 1)
 end
 
--- ROUTER_METRICS=off turns off per-request tracking: no /metrics series, no access log.
+-- ROUTER_METRICS=off turns off per-request tracking: no /metrics series, no access log
+-- (log() returns no record).
 local enabled = true
 
 -- init: read the switch once.
@@ -299,23 +270,18 @@ function _M.enabled()
     return enabled
 end
 
--- access phase, first line: start the router-time clock.
-function _M.begin()
+-- access phase, first line: the request's metrics state (rc.metrics), the router-time clock.
+function _M.begin(rc)
     if enabled then
-        ngx.ctx.metrics = { t_begin = clock() }
+        rc.metrics = { t_begin = clock() }
     end
 end
 
 -- access phase, after routing: the request is in flight for a canonical model.
-function _M.start(model_id)
-    if not enabled then
-        return
-    end
-    local ctx = ngx.ctx
-    local m = ctx.metrics
+function _M.start(rc, model_id)
+    local m = rc.metrics
     if not m then
-        m = {}
-        ctx.metrics = m
+        return
     end
     if m.t_begin then
         m.router_ms = (clock() - m.t_begin) * 1000
@@ -327,8 +293,8 @@ function _M.start(model_id)
 end
 
 -- header filter: say how long the router itself took before proxying.
-function _M.header()
-    local m = ngx.ctx.metrics
+function _M.header(rc)
+    local m = rc.metrics
     if m and m.router_ms then
         ngx.header["X-Router-Time-Ms"] = format("%.3f", m.router_ms)
     end
@@ -338,9 +304,8 @@ local ITL = _M.HISTOGRAMS.router_inter_token_latency_seconds.buckets
 local MAX_HELD = 65536   -- an unfinished event longer than this is dropped, not held
 
 -- body filter, first line, on the upstream's bytes: TTFT, ITL and usage.
-function _M.body(chunk, eof)
-    local m = ngx.ctx.metrics
-    if not m or not m.model then
+function _M.body(m, chunk, eof)
+    if not m.model then
         return
     end
     if chunk and chunk ~= "" then
@@ -393,81 +358,16 @@ end
 
 local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true }
 
-local log_file, log_path_checked
-
-local function open_log()
-    log_path_checked = true
-    local path = os.getenv("ROUTER_ACCESS_LOG")
-    if path == "off" then
-        return
-    end
-    if path == "stdout" then
-        -- The inherited descriptor: a worker running as `nobody` may not open /dev/stdout
-        -- when it is a pipe created by root (docker's log pipe).
-        io.stdout:setvbuf("no")
-        log_file = io.stdout
-        return
-    end
-    if not path or path == "" then
-        path = ngx.config.prefix() .. "logs/access.log"
-    end
-    local f, err = io.open(path, "a")
-    if not f then
-        ngx.log(ngx.ERR, LOG, "failed to open access log ", path, ": ", err)
-        return
-    end
-    f:setvbuf("no")   -- the batches below are the buffering
-    log_file = f
-end
-
--- Lines wait in a per-worker batch and leave in one write(2) of whole lines, when the next
--- line would pass LOG_BATCH bytes or after LOG_FLUSH_S. A write per request cost ~15% of
--- throughput at c=16; a batch under PIPE_BUF (4096) stays atomic on a pipe such as docker's
--- stdout, so lines of concurrent workers never interleave.
-local LOG_BATCH, LOG_FLUSH_S = 3584, 0.5
-local batch, batch_n, batch_bytes = {}, 0, 0
-
-local function flush_log()
-    if batch_n > 0 and log_file then
-        log_file:write(concat(batch, "", 1, batch_n))
-        batch_n, batch_bytes = 0, 0
-    end
-end
-
-local function append_log(line)
-    if batch_bytes + #line > LOG_BATCH then
-        flush_log()
-    end
-    batch_n = batch_n + 1
-    batch[batch_n] = line
-    batch_bytes = batch_bytes + #line
-end
-
--- init_worker: flush on a timer, and once more when the worker exits (premature).
-function _M.init_worker()
-    if not enabled then
-        return
-    end
-    local ok, err = ngx.timer.every(LOG_FLUSH_S, function()
-        local fine, e = pcall(flush_log)
-        if not fine then
-            ngx.log(ngx.ERR, LOG, "failed to write the access log: ", e)
-        end
-    end)
-    if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to start the access log timer: ", err)
-    end
-end
-
--- log phase: write the request's numbers and one access-log line. After the internal
--- redirect to @error ngx.ctx is empty; the model and peer come from variables then.
-function _M.log()
+-- log phase: count the request's numbers; with want_record, return its access-log record
+-- (accesslog.lua). m is rc.metrics: nil after the internal redirect to @error (ngx.ctx is
+-- empty then), when the model and peer come from variables.
+function _M.log(m, want_record)
     local var = ngx.var
     local uri = var.uri
     if not enabled or not GEN[uri] then
-        return
+        return nil
     end
-    local m = ngx.ctx.metrics or {}
+    m = m or {}
     local model_var = var.router_model
     local model = (model_var ~= nil and model_var ~= "") and model_var or "unknown"
     local status = ngx.status
@@ -526,34 +426,32 @@ function _M.log()
     if aborted then
         incr("c" .. SEP .. "router_client_aborts_total" .. SEP .. ml, 1)
     end
+    if not want_record then
+        return nil
+    end
 
-    if not log_path_checked then
-        open_log()
-    end
-    if log_file then
-        local peer = var.router_peer
-        local utc = ngx.utctime()   -- "yyyy-mm-dd hh:mm:ss", cached per event-loop turn
-        append_log(_M.log_line({
-            time = sub(utc, 1, 10) .. "T" .. sub(utc, 12) .. "Z",
-            model = model,
-            upstream = (peer ~= nil and peer ~= "") and peer or nil,
-            method = var.request_method,
-            path = uri,
-            status = status,
-            ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10,
-            duration_ms = math.floor(duration * 1e4 + 0.5) / 10,
-            router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3,
-            prompt_tokens = m.prompt_tokens,
-            output_tokens = m.out_tokens,
-            reasoning_tokens = m.reasoning_tokens,
-            reasoning_events = (m.text_events or 0) > 0 and m.reasoning_events or nil,   -- streams only
-            bytes_in = tonumber(var.request_length) or 0,
-            bytes_out = tonumber(var.bytes_sent) or 0,
-            upstream_tries = tries,
-            client_abort = aborted,
-            request_id = var.request_id,
-        }) .. "\n")
-    end
+    local peer = var.router_peer
+    local utc = ngx.utctime()   -- "yyyy-mm-dd hh:mm:ss", cached per event-loop turn
+    return {
+        time = sub(utc, 1, 10) .. "T" .. sub(utc, 12) .. "Z",
+        model = model,
+        upstream = (peer ~= nil and peer ~= "") and peer or nil,
+        method = var.request_method,
+        path = uri,
+        status = status,
+        ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10,
+        duration_ms = math.floor(duration * 1e4 + 0.5) / 10,
+        router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3,
+        prompt_tokens = m.prompt_tokens,
+        output_tokens = m.out_tokens,
+        reasoning_tokens = m.reasoning_tokens,
+        reasoning_events = (m.text_events or 0) > 0 and m.reasoning_events or nil,   -- streams only
+        bytes_in = tonumber(var.request_length) or 0,
+        bytes_out = tonumber(var.bytes_sent) or 0,
+        upstream_tries = tries,
+        client_abort = aborted,
+        request_id = var.request_id,
+    }
 end
 
 -- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.

@@ -128,29 +128,30 @@ end)
 describe("a request through the phases", function()
     before_each(function()
         for k in pairs(ngx.shared.router_metrics.data) do ngx.shared.router_metrics.data[k] = nil end
-        ngx.ctx, ngx.header, ngx.status = {}, {}, 200
+        ngx.header, ngx.status = {}, 200
         ngx.var = { uri = "/v1/chat/completions", router_model = "m/x", upstream_addr = "127.0.0.1:1, 127.0.0.1:2",
                     request_completion = "OK", request_length = "100", bytes_sent = "200" }
         clock = 100.0
     end)
 
     it("counts it, observes TTFT and ITL, sums usage tokens and leaves nothing in flight", function()
-        metrics.begin()
-        metrics.start("m/x")
+        local rc = {}
+        metrics.begin(rc)
+        metrics.start(rc, "m/x")
         local data = ngx.shared.router_metrics.data
         assert.equal(1, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
-        metrics.header()
+        metrics.header(rc)
         assert.truthy(tonumber(ngx.header["X-Router-Time-Ms"]))
         clock = 100.3
-        metrics.body('data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n', false)
-        metrics.body('data: {"choices":[{"delta":{"content":"a"}}]}\n\n', false)
+        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n', false)
+        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', false)
         clock = 100.32
-        metrics.body('data: {"choices":[{"delta":{"content":"b"}}]}\n\n', false)
+        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"b"}}]}\n\n', false)
         clock = 100.36
-        metrics.body('data: {"choices":[{"delta":{"content":"c"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}\n\n', false)
+        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"c"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}\n\n', false)
         clock = 100.4
-        metrics.body("data: [DONE]\n\n", true)
-        metrics.log()
+        metrics.body(rc.metrics, "data: [DONE]\n\n", true)
+        metrics.log(rc.metrics)
 
         assert.equal(0, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
         assert.equal(1, data["c" .. SEP .. "router_requests_total" .. SEP .. 'model="m/x",status="200"'])
@@ -178,17 +179,18 @@ describe("a request through the phases", function()
 
     it("counts a reasoning event cut across two chunks once, and times no JSON answer", function()
         local data = ngx.shared.router_metrics.data
-        metrics.begin()
-        metrics.start("m/x")
-        metrics.body('data: {"choices":[{"delta":{"content":"","reasoning_con', false)
-        metrics.body('tent":"hm"}}]}\n\ndata: {"choices":[{"delta":{"content":"","reasoning_content":"m"}}]}\n\n', false)
-        metrics.body("data: [DONE]\n\n", true)
-        metrics.log()
-        ngx.ctx = {}
-        metrics.begin()
-        metrics.start("m/x")
-        metrics.body('{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
-        metrics.log()
+        local rc = {}
+        metrics.begin(rc)
+        metrics.start(rc, "m/x")
+        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"","reasoning_con', false)
+        metrics.body(rc.metrics, 'tent":"hm"}}]}\n\ndata: {"choices":[{"delta":{"content":"","reasoning_content":"m"}}]}\n\n', false)
+        metrics.body(rc.metrics, "data: [DONE]\n\n", true)
+        metrics.log(rc.metrics)
+        rc = {}
+        metrics.begin(rc)
+        metrics.start(rc, "m/x")
+        metrics.body(rc.metrics, '{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
+        metrics.log(rc.metrics)
         assert.equal(2, data["c" .. SEP .. "router_reasoning_events_total" .. SEP .. 'model="m/x"'])
         -- Only the stream has a first token; the JSON answer's "data:" text is not an event.
         assert.equal(1, data["h" .. SEP .. "router_time_to_first_token_seconds" .. SEP .. "m/x" .. SEP .. "-1"])
@@ -199,26 +201,5 @@ describe("a request through the phases", function()
         assert.truthy(printed:find('router_upstream_state{model="m/x",upstream="h:1",state="down"} 1\n', 1, true))
         assert.truthy(printed:find('router_upstream_state{model="m/x",upstream="h:1",state="ready"} 0\n', 1, true))
         assert.truthy(printed:find('router_requests_in_flight{model="m/x"} 0\n', 1, true))
-    end)
-end)
-
-describe("metrics.log_line", function()
-    it("is one JSON object with slashes left alone", function()
-        local line = metrics.log_line({ model = "a/b", status = 200 })
-        assert.is_nil(line:find("\n"))
-        assert.truthy(line:find('"model":"a/b"', 1, true))
-    end)
-
-    it("writes every field in order, null when absent, and escapes what JSON needs", function()
-        local cjson = require("cjson")
-        local line = metrics.log_line({ model = 'we"ird\\\n', status = 200, ttft_ms = 12.5, client_abort = false })
-        local rec = cjson.decode(line)
-        assert.are.equal('we"ird\\\n', rec.model)
-        assert.are.equal(200, rec.status)
-        assert.are.equal(12.5, rec.ttft_ms)
-        assert.are.equal(false, rec.client_abort)
-        assert.are.equal(cjson.null, rec.upstream)
-        assert.truthy(line:find('^{"time":null,"model":'))
-        assert.truthy(line:find('"request_id":null}$'))
     end)
 end)

@@ -1,0 +1,108 @@
+-- The router's own GET endpoints (content phase): /v1/models, /v1/models/{id}, /health,
+-- /livez, /metrics, and the 404 for every other URL.
+local cjson = require("cjson.safe")
+local registry = require("registry")
+local health = require("health")
+local upstream = require("upstream")
+local metrics = require("metrics")
+local errors = require("errors")
+
+local _M = { _VERSION = "0.1.0" }
+
+local ngx = ngx
+local ngx_var, ngx_req = ngx.var, ngx.req
+local match, sub = string.match, string.sub
+local ipairs = ipairs
+local send_json, send_error = errors.send_json, errors.send
+
+-- Debian's lua-cjson (upstream 2.1.0) cannot encode an empty array; OpenResty's can.
+local EMPTY_ARRAY = cjson.empty_array
+
+local reg          -- the loaded registry (per worker, read-only after init)
+local started_at   -- `created` of /v1/models entries
+
+function _M.configure(registry_)
+    reg = registry_
+    started_at = math.floor(ngx.time())
+end
+
+local function model_object(model)
+    local owner = match(model.id, "^([^/]+)/") or "local"
+    local state = upstream.model_status(model)
+    local aliases = model.aliases
+    if #aliases == 0 then
+        aliases = EMPTY_ARRAY  -- nil (key left out) where cjson has no empty array
+    end
+    return { id = model.id, object = "model", created = started_at, owned_by = owner,
+             aliases = aliases, status = state }
+end
+
+local function only_get()
+    local method = ngx_req.get_method()
+    if method ~= "GET" and method ~= "HEAD" then
+        send_error(405, "Method " .. method .. " is not allowed on " .. ngx_var.uri .. "; use GET",
+            nil, nil, "method_not_allowed", { Allow = "GET" })
+        return false
+    end
+    return true
+end
+
+function _M.list_models()
+    if not only_get() then
+        return
+    end
+    local data = {}
+    for i, model in ipairs(reg.deployed) do
+        data[i] = model_object(model)
+    end
+    if #data == 0 then
+        return send_json(200, { object = "list", data = EMPTY_ARRAY or {} })
+    end
+    return send_json(200, { object = "list", data = data })
+end
+
+function _M.get_model()
+    if not only_get() then
+        return
+    end
+    local name = ngx.unescape_uri(sub(ngx_var.uri, #"/v1/models/" + 1))
+    local model = registry.resolve(reg, name)
+    if not model or not model.deployed then
+        return send_error(404, "The model '" .. name .. "' does not exist. Available models: "
+            .. registry.deployed_names(reg), nil, "model", "model_not_found")
+    end
+    return send_json(200, model_object(model))
+end
+
+function _M.health()
+    if not only_get() then
+        return
+    end
+    local models, all_ready = {}, true
+    for _, model in ipairs(reg.deployed) do
+        local state, details = upstream.model_status(model)
+        all_ready = all_ready and state == "ready"
+        models[model.id] = { state = state, upstreams = details }
+    end
+    return send_json(all_ready and 200 or 503, { status = all_ready and "ready" or "not_ready", models = models })
+end
+
+function _M.livez()
+    return send_json(200, { status = "ok" })
+end
+
+-- Prometheus text: the registry lives here, the text in metrics.lua.
+function _M.metrics()
+    if not metrics.enabled() then
+        return send_error(404, "Metrics are turned off on this router (ROUTER_METRICS=off)",
+            "invalid_request_error", nil, "metrics_disabled")
+    end
+    return metrics.serve(reg, health.state)
+end
+
+function _M.not_found()
+    return send_error(404, "Invalid URL (" .. ngx_req.get_method() .. " " .. ngx_var.uri .. ")",
+        nil, nil, "unknown_url")
+end
+
+return _M
