@@ -1,6 +1,8 @@
 -- Request rewriting toward trtllm-serve: one thinking switch for every model, fields the
 -- backend would reject, sampling defaults, usage always requested. Pure: no ngx.* use.
--- Edits are surgical (jsonbody): every field the router does not own keeps its bytes.
+-- Edits are surgical: collected on a jsonbody editor (one scan of the body) and applied by
+-- the caller in one splice; every field the router does not own keeps its bytes. Decisions
+-- read the request already decoded once (req); nothing here decodes again.
 --
 -- Thinking precedence, first that applies:
 --   1. chat_template_kwargs.enable_thinking (true/false)
@@ -96,17 +98,17 @@ local function strip_switch(msg_raw, sw)
     return jsonbody.set_raw(msg_raw, "content", content)
 end
 
-local function set_in_object(body, key, inner_key, raw_value)
-    local current = jsonbody.get_raw(body, key)
+local function set_in_object(ed, key, inner_key, raw_value)
+    local current = jsonbody.get(ed, key)
     if current and current ~= "null" then
-        return jsonbody.set_raw(body, key, jsonbody.set_raw(current, inner_key, raw_value))
+        return jsonbody.set(ed, key, jsonbody.set_raw(current, inner_key, raw_value))
     end
-    return jsonbody.set_raw(body, key, "{" .. encode(inner_key) .. ":" .. raw_value .. "}")
+    return jsonbody.set(ed, key, "{" .. encode(inner_key) .. ":" .. raw_value .. "}")
 end
 
--- kind: "chat" or "completions". Returns body, info; or nil, err ({status, message, param, code}).
--- info: { thinking, output, stream, hide_usage }.
-function _M.rewrite(body, req, model, kind)
+-- ed: jsonbody.editor of the body; kind: "chat" or "completions". Returns info, or nil, err
+-- ({status, message, param, code}). info: { thinking, output, stream, hide_usage }.
+function _M.rewrite(ed, req, model, kind)
     local reasoning = model.reasoning or {}
     local info = { stream = req.stream == true, hide_usage = false, output = reasoning.output or "reasoning_content" }
 
@@ -118,7 +120,7 @@ function _M.rewrite(body, req, model, kind)
                 "reasoning_format")
         end
         info.output = fmt
-        body = jsonbody.remove(body, "reasoning_format")
+        jsonbody.drop(ed, "reasoning_format")
     end
     if req.include_reasoning ~= nil then
         if type(req.include_reasoning) ~= "boolean" then
@@ -127,12 +129,12 @@ function _M.rewrite(body, req, model, kind)
         if req.include_reasoning == false then
             info.output = "none"
         end
-        body = jsonbody.remove(body, "include_reasoning")
+        jsonbody.drop(ed, "include_reasoning")
     end
 
     for _, name in ipairs((model.request or {}).drop or {}) do
         if req[name] ~= nil then
-            body = jsonbody.remove(body, name)
+            jsonbody.drop(ed, name)
         end
     end
 
@@ -144,19 +146,19 @@ function _M.rewrite(body, req, model, kind)
         if type(so) ~= "table" or so.include_usage ~= true then
             -- Usage is always asked for upstream; the usage chunk is hidden from this client.
             info.hide_usage = true
-            body = set_in_object(body, "stream_options", "include_usage", "true")
+            set_in_object(ed, "stream_options", "include_usage", "true")
         end
     elseif req.stream_options ~= nil then
-        body = jsonbody.remove(body, "stream_options")   -- trtllm-serve 400s it without stream
+        jsonbody.drop(ed, "stream_options")   -- trtllm-serve 400s it without stream
     end
 
     if kind ~= "chat" then
-        return body, info
+        return info
     end
 
     local messages = req.messages
     if type(messages) ~= "table" then
-        return body, info   -- trtllm-serve answers the missing/invalid field itself
+        return info   -- trtllm-serve answers the missing/invalid field itself
     end
 
     -- The switch, in order of precedence.
@@ -182,7 +184,7 @@ function _M.rewrite(body, req, model, kind)
     end
     if effort ~= nil then
         -- trtllm-serve accepts only low/medium/high and applies it to GPT-OSS alone.
-        body = jsonbody.remove(body, "reasoning_effort")
+        jsonbody.drop(ed, "reasoning_effort")
     end
     local switches = find_switches(messages)
     if thinking == nil and switches[1] then
@@ -204,7 +206,7 @@ function _M.rewrite(body, req, model, kind)
         end
     end
     if touch then
-        local raw = jsonbody.get_raw(body, "messages")
+        local raw = jsonbody.get(ed, "messages")
         raw = jsonbody.map_elements(raw, function(el, n)
             local m = messages[n]
             if strip[n] then
@@ -220,12 +222,12 @@ function _M.rewrite(body, req, model, kind)
             end
             return el
         end)
-        body = jsonbody.set_raw(body, "messages", raw)
+        jsonbody.set(ed, "messages", raw)
     end
 
     if thinking ~= nil and (reasoning.mode or "none") ~= "none" then
         -- The template and trtllm's parser both read this (TRTLLM_FACTS.md).
-        body = set_in_object(body, "chat_template_kwargs", "enable_thinking", tostring(thinking))
+        set_in_object(ed, "chat_template_kwargs", "enable_thinking", tostring(thinking))
     end
     if thinking == nil then
         thinking = reasoning.thinking_default ~= false
@@ -236,15 +238,15 @@ function _M.rewrite(body, req, model, kind)
     for _, key in ipairs(SAMPLING_KEYS) do
         local v = sampling and sampling[key]
         if v ~= nil and (req[key] == nil or req[key] == null) then
-            body = jsonbody.set_raw(body, key, tostring(v))
+            jsonbody.set(ed, key, tostring(v))
         end
     end
 
     if (model.request or {}).tool_choice_auto and type(req.tools) == "table" and #req.tools > 0
         and (req.tool_choice == nil or req.tool_choice == null) then
-        body = jsonbody.set_raw(body, "tool_choice", '"auto"')
+        jsonbody.set(ed, "tool_choice", '"auto"')
     end
-    return body, info
+    return info
 end
 
 return _M

@@ -9,6 +9,7 @@ local byte = string.byte
 local gsub = string.gsub
 local find = string.find
 local sub = string.sub
+local concat = table.concat
 
 local B_QUOTE, B_BSLASH, B_COLON, B_COMMA = 34, 92, 58, 44
 local B_LBRACE, B_RBRACE, B_LBRACK, B_RBRACK = 123, 125, 91, 93
@@ -225,6 +226,133 @@ function _M.set_raw(s, key, raw)
     local before = trim_back(s, close - 1)
     local comma = byte(s, before) == B_LBRACE and "" or ","
     return sub(s, 1, before) .. comma .. '"' .. key .. '":' .. raw .. sub(s, before + 1)
+end
+
+-- A request's edits, collected and then applied in one scan and one splice:
+--   local ed = jsonbody.editor(body)
+--   jsonbody.get(ed, "messages")          -- a member's raw value (the last of duplicates)
+--   jsonbody.set(ed, "model", '"x"')      -- replace in place (the last of duplicates), or append
+--   jsonbody.drop(ed, "store")            -- remove every member of that name
+--   local out = jsonbody.apply(ed)        -- the body itself when nothing was edited
+-- The result is byte for byte what the same set_raw/remove calls made one after another
+-- would give, without re-scanning and re-copying the body for each of them.
+function _M.editor(s)
+    return { s = s, members = nil, action = {}, appends = {}, edited = false }
+end
+
+local function scanned(ed)
+    local members = ed.members
+    if not members then
+        local err
+        members, err = _M.members(ed.s)
+        if not members then
+            return nil, err
+        end
+        ed.members = members
+        local last = {}
+        for n = 1, #members do
+            last[members[n].key] = n
+        end
+        ed.last = last   -- key -> index of its last member
+    end
+    return members
+end
+
+function _M.get(ed, key)
+    local members, err = scanned(ed)
+    if not members then
+        return nil, err
+    end
+    local n = ed.last[key]
+    return n and sub(ed.s, members[n].vstart, members[n].vend)
+end
+
+-- ed.action[key]: raw text for its last member, or false to drop all its members;
+-- ed.appends: { key, raw } pairs for members added at the end, in order.
+local function appended(ed, key)
+    for i = 1, #ed.appends do
+        if ed.appends[i][1] == key then
+            return i
+        end
+    end
+end
+
+function _M.set(ed, key, raw)
+    ed.edited = true
+    local a = appended(ed, key)
+    if a then
+        ed.appends[a][2] = raw
+    elseif scanned(ed) and ed.last[key] and ed.action[key] ~= false then
+        ed.action[key] = raw
+    else
+        ed.appends[#ed.appends + 1] = { key, raw }
+    end
+end
+
+function _M.drop(ed, key)
+    local a = appended(ed, key)
+    if a then
+        table.remove(ed.appends, a)
+    end
+    if scanned(ed) and ed.last[key] then
+        ed.action[key], ed.edited = false, true
+    end
+end
+
+function _M.apply(ed)
+    if not ed.edited then
+        return ed.s
+    end
+    local s = ed.s
+    local members, err = scanned(ed)
+    if not members then
+        return nil, err
+    end
+    local action, last = ed.action, ed.last
+    local out, n = {}, 0
+    local function put(piece)
+        n = n + 1
+        out[n] = piece
+    end
+    local count = #members
+    local kept = 0
+    local head_end = count > 0 and members[1].kstart - 1 or trim_back(s, trim_back(s, #s) - 1)
+    local tail_start = count > 0 and members[count].vend + 1 or head_end + 1
+    local prev = 0   -- the last kept member: its separator goes before the next kept one
+    for i = 1, count do
+        local m = members[i]
+        local a = action[m.key]
+        if a ~= false then
+            if prev > 0 then
+                put(sub(s, members[prev].vend + 1, members[prev + 1].kstart - 1))
+            else
+                put(sub(s, 1, head_end))
+            end
+            if a and last[m.key] == i then
+                put(sub(s, m.kstart, m.vstart - 1))
+                put(a)
+            else
+                put(sub(s, m.kstart, m.vend))
+            end
+            kept, prev = kept + 1, i
+        end
+    end
+    local appends = ed.appends
+    if kept == 0 then
+        -- Nothing left before the appends: they go right after the '{', as set_raw puts them.
+        local brace = skip_space(s, 1)
+        put(sub(s, 1, brace))
+        for i = 1, #appends do
+            put((i > 1 and "," or "") .. '"' .. appends[i][1] .. '":' .. appends[i][2])
+        end
+        put(sub(s, brace + 1, head_end))
+    else
+        for i = 1, #appends do
+            put(',"' .. appends[i][1] .. '":' .. appends[i][2])
+        end
+    end
+    put(sub(s, tail_start))
+    return concat(out, "", 1, n)
 end
 
 -- Removes every top-level member named key.

@@ -201,17 +201,17 @@ function _M.access()
         return send_unavailable(model)
     end
 
-    -- The backend echoes `model` back; send the canonical id so every response reports it.
-    local out = body
+    -- Every edit the request needs is collected, then applied in one scan and one splice.
+    local ed = jsonbody.editor(body)
     if name ~= model.id then
-        out = jsonbody.set_raw(out, "model", jsonbody.encode(model.id)) or out
+        -- The backend echoes `model` back; send the canonical id so every response reports it.
+        jsonbody.set(ed, "model", jsonbody.encode(model.id))
     end
     local kind = KINDS[ngx_var.uri]
     if kind then
-        local info
-        out, info = chatreq.rewrite(out, req, model, kind)
-        if not out then
-            return send_error(info.status, info.message, nil, info.param, info.code)
+        local info, err = chatreq.rewrite(ed, req, model, kind)
+        if not info then
+            return send_error(err.status, err.message, nil, err.param, err.code)
         end
         if kind == "chat" then
             info.mode = model.reasoning and model.reasoning.mode
@@ -220,7 +220,8 @@ function _M.access()
             rc.resp = chatresp.new(info)
         end
     end
-    if out ~= body then
+    local out = jsonbody.apply(ed)
+    if out and out ~= body then
         ngx_req.set_body_data(out)
     end
 

@@ -1,14 +1,21 @@
 require("tests.lua.helper")
 local cjson = require("cjson.safe")
 local chatreq = require("chatreq")
+local jsonbody = require("jsonbody")
 
 local QWEN = { reasoning = { mode = "backend", soft_switch = true, thinking_default = true,
                              sampling_thinking = { temperature = 0.6 }, sampling_non_thinking = { temperature = 0.7 } },
                request = { drop = { "parallel_tool_calls" }, tool_choice_auto = true } }
 local NEMO = { reasoning = { mode = "backend", soft_switch = false, thinking_default = true }, request = { drop = {} } }
 
+-- What the router does: collect the edits on one editor, apply them in one splice.
 local function rewrite(body, model, kind)
-    return chatreq.rewrite(body, cjson.decode(body), model, kind or "chat")
+    local ed = jsonbody.editor(body)
+    local info, err = chatreq.rewrite(ed, cjson.decode(body), model, kind or "chat")
+    if not info then
+        return nil, err
+    end
+    return jsonbody.apply(ed), info
 end
 
 describe("chat request rewriting", function()

@@ -55,3 +55,43 @@ describe("jsonbody", function()
         assert.matches("not a JSON object", err)
     end)
 end)
+
+describe("jsonbody.editor", function()
+    it("gives byte for byte what the same set_raw/remove calls one after another give", function()
+        local bodies = {
+            '{"model":"q","messages":[],"store":true,"temperature":0.1}',
+            '{ "store": 1 , "model" : "q",\n "messages": [ {"a": "}"} ] , "store":{"x":[]} }\n',
+            '{"store":true}', '{ }', '{"a":1\n}\n', '{"model":"a","model":"b","metadata":{}}',
+        }
+        local keys = { "model", "store", "metadata", "top_k", "messages", "temperature" }
+        local seed = 7
+        local function rand(n)
+            seed = (seed * 1103515245 + 12345) % 2147483648
+            return seed % n + 1
+        end
+        for round = 1, 400 do
+            local body = bodies[rand(#bodies)]
+            local ed, seq = jsonbody.editor(body), body
+            for _ = 1, rand(5) do
+                local key = keys[rand(#keys)]
+                if rand(2) == 1 then
+                    local raw = tostring(rand(100))
+                    jsonbody.set(ed, key, raw)
+                    seq = jsonbody.set_raw(seq, key, raw)
+                else
+                    jsonbody.drop(ed, key)
+                    seq = jsonbody.remove(seq, key)
+                end
+            end
+            assert.equal(seq, jsonbody.apply(ed), "round " .. round .. ": " .. body)
+        end
+    end)
+
+    it("returns the very body when nothing was edited, and reads members from its one scan", function()
+        local body = '{"model":"a","stream_options":{"x":1}}'
+        local ed = jsonbody.editor(body)
+        assert.equal('{"x":1}', jsonbody.get(ed, "stream_options"))
+        assert.is_nil(jsonbody.get(ed, "messages"))
+        assert.equal(body, jsonbody.apply(ed))
+    end)
+end)
