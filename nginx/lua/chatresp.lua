@@ -7,19 +7,27 @@
 local cjson = require("cjson.safe")
 local jsonbody = require("jsonbody")
 local think = require("think")
+local sse = require("sse")
 
 local _M = { _VERSION = "0.1.0" }
 
-local type, find, gsub = type, string.find, string.gsub
+local type, find, gsub, byte, sub = type, string.find, string.gsub, string.byte, string.sub
+local concat = table.concat
 local null = cjson.null
 
 local encode = jsonbody.encode
 
 -- info: { mode = backend|tags|tags_at_start|none, thinking, output, hide_usage }
+-- In mode backend, trtllm's reasoning parser has split the reasoning; if <think>/</think>
+-- still reach `content` (a server started without the parser, a parser that missed), the
+-- router splits them as tags mode would, so the answer has one shape whatever the backend did.
 function _M.new(info)
+    local mode = info.mode or "none"
     return {
-        mode = info.mode or "none",
-        start_inside = info.mode == "tags_at_start" and info.thinking ~= false,
+        mode = mode,
+        split = mode == "tags" or mode == "tags_at_start" or mode == "backend",
+        start_inside = mode == "tags_at_start" and info.thinking ~= false,
+        lone_close = mode == "backend",
         output = info.output or "reasoning_content",
         hide_usage = info.hide_usage,
         choices = {},
@@ -35,7 +43,7 @@ end
 local function choice_state(st, index)
     local cs = st.choices[index]
     if not cs then
-        cs = { split = think.new(st.start_inside), content_started = false, reasoning_started = false }
+        cs = { split = think.new(st.start_inside, st.lone_close), content_started = false, reasoning_started = false }
         st.choices[index] = cs
     end
     return cs
@@ -58,7 +66,7 @@ end
 local function shape(st, cs, content, reasoning, final)
     content = type(content) == "string" and content or ""
     reasoning = type(reasoning) == "string" and reasoning or ""
-    if st.mode == "tags" or st.mode == "tags_at_start" then
+    if st.split then
         local r, c = think.feed(cs.split, content)
         reasoning, content = reasoning .. r, c
         if final then
@@ -93,6 +101,74 @@ local function reasoning_of(obj)
         r = obj.reasoning
     end
     return r
+end
+
+-- Whether shaping would leave this event exactly as it is: recognised without decoding, by
+-- plain finds on the keys of trtllm-serve's compact JSON (model_dump_json(exclude_none=True)
+-- in tensorrt_llm/serve/postprocess_handlers.py): one choice whose delta carries both
+-- "content" and "reasoning_content" as strings, no "reasoning" to mirror or drop, no '<' that
+-- could be (part of) a think tag, nothing held by the splitter, and no leading blank to trim.
+-- Updates the choice's state as event() would. `text` may be the raw event or its data.
+-- Anything else (other JSON spacing too) returns false and goes through event().
+local B_QUOTE, B_BSLASH = 34, 92
+local function starts_clean(text, at)
+    local b = byte(text, at)
+    if b == B_QUOTE then
+        return true, false          -- "" stays "", the part has not started
+    end
+    return b ~= B_BSLASH and b ~= 32 and b ~= 9 and b ~= 10 and b ~= 13, true
+end
+
+function _M.unchanged(st, text)
+    if st.output ~= "reasoning_content" or find(text, "<", 1, true) or find(text, "\\u003", 1, true)
+        or find(text, '"reasoning":', 1, true) then
+        return false   -- '<' may also come escaped (\u003c), as some JSON encoders write it
+    end
+    local d = find(text, '"delta":{', 1, true)
+    if not d or find(text, '"delta":{', d + 9, true) then
+        return false
+    end
+    local ix = find(text, '{"index":', 1, true)
+    if not ix or ix > d then
+        return false
+    end
+    local index, k = 0, ix + 9
+    local b = byte(text, k)
+    while b and b >= 48 and b <= 57 do
+        index = index * 10 + b - 48
+        k = k + 1
+        b = byte(text, k)
+    end
+    if b ~= 44 or k == ix + 9 then   -- ',' after at least one digit
+        return false
+    end
+    local c = find(text, '"content":"', d, true)
+    local r = find(text, '"reasoning_content":"', d, true)
+    if not c or not r then
+        return false
+    end
+    local cs = choice_state(st, index)
+    if cs.split.held ~= "" or cs.split.phase == "inside" then
+        return false
+    end
+    local c_ok, c_text = true, false
+    if not cs.content_started then
+        c_ok, c_text = starts_clean(text, c + 11)
+    end
+    local r_ok, r_text = true, false
+    if not cs.reasoning_started then
+        r_ok, r_text = starts_clean(text, r + 21)
+    end
+    if not (c_ok and r_ok) then
+        return false
+    end
+    if c_text then
+        cs.content_started = true
+    end
+    if r_text then
+        cs.reasoning_started = true
+    end
+    return true
 end
 
 -- One streamed chunk. Returns the payload to send, or nil to drop it.
@@ -135,8 +211,69 @@ function _M.event(st, data)
     return jsonbody.set_raw(data, "choices", choices_raw)
 end
 
+-- Shapes the n complete events the framer fr holds after sse.feed(fr, chunk): returns the
+-- bytes to send, or nil when they are exactly the chunk (every event unchanged, nothing held
+-- back). observe(m, raw), when given, sees every event first (metrics read the same events).
+function _M.events(st, fr, n, chunk, observe, m)
+    local out, kept = nil, 0   -- out: the pieces once one event changed
+    for i = 1, n do
+        local raw = sse.raw(fr, i)
+        if observe then
+            observe(m, raw)
+        end
+        local new = raw
+        if not _M.unchanged(st, raw) then
+            local data = sse.data(fr, i)
+            if data ~= nil and data ~= "[DONE]" then
+                local shaped = _M.event(st, data)
+                if shaped ~= data then
+                    new = shaped and sse.encode(shaped) or false
+                end
+            end
+        end
+        if new ~= raw and not out then
+            out = {}
+            for j = 1, i - 1 do
+                out[j] = sse.raw(fr, j)
+            end
+            kept = i - 1
+        end
+        if out and new then
+            kept = kept + 1
+            out[kept] = new
+        end
+    end
+    if out then
+        return concat(out, "", 1, kept)
+    end
+    if fr.held == "" and fr.text == chunk then
+        return nil
+    end
+    -- Held bytes: an event began in an earlier chunk, or this one ends inside an event.
+    return n > 0 and sub(fr.text, 1, fr.last[n]) or ""
+end
+
+-- Whether shaping would leave a whole chat.completion body as it is (see unchanged()).
+local function body_unchanged(st, body)
+    -- "think", not "<think>": the tags may come JSON-escaped (<\/think>, \u003cthink\u003e).
+    if st.output ~= "reasoning_content" or st.start_inside or find(body, "think", 1, true)
+        or find(body, '"reasoning":', 1, true) then
+        return false
+    end
+    local m = find(body, '"message":{', 1, true)
+    if not m or find(body, '"message":{', m + 11, true) then
+        return false
+    end
+    local c = find(body, '"content":"', m, true)
+    local r = find(body, '"reasoning_content":"', m, true)
+    return c ~= nil and r ~= nil and (starts_clean(body, c + 11)) and (starts_clean(body, r + 21))
+end
+
 -- A whole chat.completion body.
 function _M.body(st, body)
+    if body_unchanged(st, body) then
+        return body
+    end
     local resp = cjson.decode(body)
     if type(resp) ~= "table" or type(resp.choices) ~= "table" or #resp.choices == 0 then
         return body

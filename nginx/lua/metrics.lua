@@ -2,11 +2,12 @@
 --
 -- State: counters and histogram buckets in lua_shared_dict `router_metrics`, shared by workers.
 -- Per request, facts gather in rc.metrics (rc = ngx.ctx.router; begin(), start(), header(),
--- body()) and are counted once in the log phase (log()); per stream event only that table is
--- touched.
+-- then event() for each event of the response's one SSE framer and chunk() per read, or json()
+-- for a body that is not a stream) and are counted once in the log phase (log()); per stream
+-- event only that table is touched.
 -- Label values are bounded: `model` is a canonical registry id or "unknown", `status` an HTTP
 -- code, `upstream` an address from the registry. Raw client strings never become labels.
--- Pure helpers (bucket_index, scan, usage, render) take state as arguments: busted
+-- Pure helpers (bucket_index, kind, usage, render) take state as arguments: busted
 -- tests them without nginx.
 
 local _M = { _VERSION = "0.1.0" }
@@ -63,39 +64,40 @@ function _M.bucket_index(buckets, v)
     return #buckets + 1
 end
 
--- Stream events in one body chunk that carry generated text (content, reasoning, completion
--- text or a Responses API delta), and how many of them carry reasoning and no answer text.
--- An empty "content":"" is not text. When the chunk stops inside its last event, that event
--- is not counted and its start comes back third: the caller holds it for the next chunk.
-local TEXT_KEYS = { '"content":%s*"[^"]', '"reasoning_content":%s*"[^"]', '"reasoning":%s*"[^"]',
-                    '"text":%s*"[^"]', '"delta":%s*"[^"]' }
-local REASONING_KEY = { [2] = true, [3] = true }
-function _M.scan(chunk)
-    local n, r, pos = 0, 0, 1
+-- What one stream event carries: 1 generated text (content, completion text or a Responses
+-- API delta), 2 reasoning and no answer text, 0 neither. An empty "content":"" is not text.
+-- Plain finds and byte checks (a pattern find would abort the LuaJIT trace on every event);
+-- JSON may put spaces after the colon.
+local B_QUOTE = 34
+local function has_text(ev, key)
+    local from = 1
     while true do
-        local s = find(chunk, "data:", pos, true)
-        if not s then
-            return n, r
+        local k = find(ev, key, from, true)
+        if not k then
+            return false
         end
-        local e = find(chunk, "data:", s + 5, true)
-        if not e and byte(chunk, -1) ~= 10 then
-            return n, r, s
+        local i = k + #key
+        local b = byte(ev, i)
+        while b == 32 do
+            i = i + 1
+            b = byte(ev, i)
         end
-        local event = sub(chunk, s + 5, e and e - 1 or #chunk)
-        for i = 1, #TEXT_KEYS do
-            if find(event, TEXT_KEYS[i]) then
-                n = n + 1
-                if REASONING_KEY[i] then
-                    r = r + 1
-                end
-                break
-            end
+        if b == B_QUOTE and byte(ev, i + 1) ~= B_QUOTE then
+            return true
         end
-        if not e then
-            return n, r
-        end
-        pos = e
+        from = i
     end
+end
+
+function _M.kind(ev)
+    if has_text(ev, '"content":') then
+        return 1
+    elseif has_text(ev, '"reasoning_content":') or has_text(ev, '"reasoning":') then
+        return 2
+    elseif has_text(ev, '"text":') or has_text(ev, '"delta":') then
+        return 1
+    end
+    return 0
 end
 
 -- Token counts from a usage object in text (the last one wins): completion, reasoning, prompt.
@@ -288,7 +290,7 @@ function _M.start(rc, model_id)
     end
     m.model = model_id
     m.itl = {}
-    m.itl_sum, m.itl_n, m.text_events, m.reasoning_events = 0, 0, 0, 0
+    m.itl_sum, m.itl_n, m.text_events, m.reasoning_events, m.pending = 0, 0, 0, 0, 0
     incr("g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="' .. esc(model_id) .. '"', 1)
 end
 
@@ -301,59 +303,73 @@ function _M.header(rc)
 end
 
 local ITL = _M.HISTOGRAMS.router_inter_token_latency_seconds.buckets
-local MAX_HELD = 65536   -- an unfinished event longer than this is dropped, not held
 
--- body filter, first line, on the upstream's bytes: TTFT, ITL and usage.
-function _M.body(m, chunk, eof)
+local function take_usage(m, text)
+    local out, reasoning, prompt = _M.usage(text)
+    if out or prompt then
+        m.out_tokens, m.reasoning_tokens, m.prompt_tokens = out, reasoning, prompt
+        return true
+    end
+    return false
+end
+
+-- body filter, for each complete stream event (the response's one SSE framer hands them
+-- over): text and reasoning counts, usage. Timing waits for chunk().
+function _M.event(m, ev)
     if not m.model then
         return
     end
-    if chunk and chunk ~= "" then
-        m.bytes = (m.bytes or 0) + #chunk
-        if m.sse == nil then
-            local b = byte(chunk, 1)
-            m.sse = b ~= 123 and b ~= 91   -- a JSON answer ({ or [) has no events to time
+    local kind = _M.kind(ev)
+    if kind > 0 then
+        m.pending = m.pending + 1
+        if kind == 2 then
+            m.reasoning_events = m.reasoning_events + 1
         end
-        local n, r = 0, 0
-        if m.sse then
-            -- An event cut at an upstream buffer boundary is counted once, when it completes.
-            local text, held = chunk, m.held
-            if held then
-                text, m.held = held .. chunk, nil
-            end
-            n, r, held = _M.scan(text)
-            if held and #text - held < MAX_HELD then
-                m.held = sub(text, held)
-            end
+    elseif find(ev, '"usage"', 1, true) then
+        take_usage(m, ev)
+    end
+end
+
+-- body filter, once per chunk after its events: TTFT and ITL (one step per upstream read,
+-- whatever number of events it held).
+function _M.chunk(m, eof)
+    local n = m.pending
+    if n > 0 then
+        m.pending = 0
+        update_time()
+        local t = now()
+        if not m.t_first then
+            m.t_first = t
+        elseif m.t_last then
+            local gap = t - m.t_last
+            local idx = _M.bucket_index(ITL, gap)
+            m.itl[idx] = (m.itl[idx] or 0) + 1
+            m.itl_sum, m.itl_n = m.itl_sum + gap, m.itl_n + 1
         end
-        if n > 0 then
-            update_time()
-            local t = now()
-            if not m.t_first then
-                m.t_first = t
-            elseif m.t_last then
-                local gap = t - m.t_last
-                local idx = _M.bucket_index(ITL, gap)
-                m.itl[idx] = (m.itl[idx] or 0) + 1
-                m.itl_sum, m.itl_n = m.itl_sum + gap, m.itl_n + 1
-            end
-            m.t_last = t
-            m.text_events = m.text_events + n
-            m.reasoning_events = m.reasoning_events + r
-        end
-        -- usage may be cut across chunks: look at the tail of the previous chunk too.
-        local text = m.tail and (m.tail .. chunk) or chunk
-        if find(text, '"usage"', 1, true) then
-            local out, reasoning, prompt = _M.usage(text)
-            if out or prompt then
-                m.out_tokens, m.reasoning_tokens, m.prompt_tokens = out, reasoning, prompt
-            end
-        end
-        m.tail = #chunk > 300 and sub(chunk, -300) or chunk
+        m.t_last = t
+        m.text_events = m.text_events + n
     end
     if eof then
         m.complete = true
     end
+end
+
+-- body filter, for a response that is not a stream: usage sits near the end of the JSON, so
+-- only the last chunk is searched, then the seam with the one before (a concatenation once
+-- per response, at its end, never per chunk).
+function _M.json(m, chunk, eof)
+    if not m.model then
+        return
+    end
+    if not eof then
+        m.prev = chunk
+        return
+    end
+    m.complete = true
+    if not (find(chunk, '"usage"', 1, true) and take_usage(m, chunk)) and m.prev then
+        take_usage(m, m.prev .. chunk)
+    end
+    m.prev = nil
 end
 
 local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true }

@@ -14,9 +14,10 @@
 --                  (errors.from_upstream), a stream framed into events (sse), or a whole body
 --                  reshaped (chatresp); [response translation (e.g. another API's shape)
 --                  chooses its treatment here too].
---   body_filter    one SSE framer per response; each event goes to the response shaping
---                  (chatresp) and to metrics; [response translation hooks in here, on the
---                  same events, after shaping].
+--   body_filter    applies the treatment: one SSE framer per response, each event read by
+--                  the response shaping (chatresp) and by metrics; an event that needs no
+--                  change passes as it is (chatresp.unchanged, plain finds, no decode);
+--                  [response translation hooks in here, on the same events, after shaping].
 --   log            metrics.log(rc.metrics) counts the request and gives its access-log
 --                  record to accesslog.write; upstream.after marks a peer nginx failed to reach.
 -- After nginx's own errors (error_page -> @error) ngx.ctx is empty: what must survive the
@@ -120,7 +121,8 @@ end
 --   model          the registry entry routed to
 --   peers, next, tried, peer   upstream.lua's choice and failover position
 --   resp           chatresp state when the response is reshaped
---   sse, whole, wrap_error     the body filter's treatment, set in header_filter
+--   body           the body filter's treatment (set in header_filter), with its state:
+--                  sse (the framer), parts and size (a body held whole)
 local function new_state()
     local rc = {}
     ngx.ctx.router = rc
@@ -235,7 +237,91 @@ function _M.balancer()
 end
 
 ---------------------------------------------------------------------------------------------
--- Response: the treatment is chosen once per response, then applied to each chunk.
+-- Response: header_filter picks the body's treatment once (rc.body, a function below); the
+-- body filter applies it to every chunk.
+
+-- A backend error, re-shaped into the OpenAI error shape at the end.
+local function body_error(rc, chunk, eof)
+    local parts = rc.parts
+    parts[#parts + 1] = chunk
+    if rc.metrics then
+        metrics.json(rc.metrics, chunk, eof)
+    end
+    if eof then
+        ngx.arg[1] = errors.from_upstream(ngx.status, concat(parts))
+    else
+        ngx.arg[1] = nil
+    end
+end
+
+-- A stream whose events are shaped (chatresp) and counted (metrics), one framer for both.
+local function body_shape_stream(rc, chunk, eof)
+    local fr = rc.sse
+    local n, err = sse.feed(fr, chunk)
+    if not n then
+        log(WARN, LOG, "passing the rest of the stream through unchanged: ", err)
+        rc.body = nil
+        ngx.arg[1] = sse.rest(fr)   -- what was held, this chunk included
+        return
+    end
+    local m = rc.metrics
+    local out = chatresp.events(rc.resp, fr, n, chunk, m and metrics.event, m)
+    if m then
+        metrics.chunk(m, eof)
+    end
+    if eof then
+        local rest = sse.rest(fr)
+        if rest ~= "" then
+            out = (out or chunk) .. rest
+        end
+    end
+    if out then
+        ngx.arg[1] = out
+    end
+end
+
+-- A stream passed as it is, its events counted.
+local function body_count_stream(rc, chunk, eof)
+    local fr, m = rc.sse, rc.metrics
+    local n = sse.feed(fr, chunk)
+    if not n then
+        rc.body = nil   -- an event too long to hold: stop counting, keep passing
+        return
+    end
+    for i = 1, n do
+        metrics.event(m, sse.raw(fr, i))
+    end
+    metrics.chunk(m, eof)
+end
+
+-- A JSON answer passed as it is: only its usage is read.
+local function body_count_json(rc, chunk, eof)
+    metrics.json(rc.metrics, chunk, eof)
+end
+
+-- A whole chat.completion, reshaped at the end (bigger than MAX_BODY: passed as it is).
+local function body_shape_whole(rc, chunk, eof)
+    local parts = rc.parts
+    local n = #parts + 1
+    parts[n] = chunk
+    rc.size = rc.size + #chunk
+    if eof then
+        local body = n == 1 and chunk or concat(parts)
+        local out = chatresp.body(rc.resp, body)
+        if rc.metrics then
+            metrics.json(rc.metrics, body, true)
+        end
+        if n > 1 or out ~= chunk then
+            ngx.arg[1] = out
+        end
+    elseif rc.size > MAX_BODY then
+        log(WARN, LOG, "response over ", MAX_BODY, " bytes passed through unchanged")
+        rc.body = rc.metrics and body_count_json or nil
+        ngx.arg[1] = concat(parts)
+    else
+        ngx.arg[1] = nil
+    end
+end
 
 function _M.header_filter()
     local rc = ngx.ctx.router
@@ -243,88 +329,39 @@ function _M.header_filter()
         return   -- nginx's own error page (@error), or a request refused before routing
     end
     metrics.header(rc)
-    if ngx.status >= 400 and rc.peer and ngx_var.upstream_status then
-        rc.wrap_error = {}
+    local status = ngx.status
+    if status >= 400 and rc.peer and ngx_var.upstream_status then
+        rc.body, rc.parts = body_error, {}
         ngx.header["Content-Length"] = nil
         ngx.header["Content-Type"] = "application/json"
-    elseif rc.resp and ngx.status == 200 then
-        -- The body is reshaped: its length changes.
-        ngx.header["Content-Length"] = nil
-        local ctype = ngx.header["Content-Type"] or ""
-        if find(ctype, "text/event-stream", 1, true) then
-            rc.sse = sse.new()
+        return
+    end
+    local m = rc.metrics
+    local counted = m ~= nil and m.model ~= nil
+    if not (counted or (rc.resp and status == 200)) then
+        return
+    end
+    local stream = find(ngx.header["Content-Type"] or "", "text/event-stream", 1, true) ~= nil
+    if rc.resp and status == 200 then
+        ngx.header["Content-Length"] = nil   -- the body is reshaped: its length changes
+        if stream then
+            rc.body, rc.sse = body_shape_stream, sse.new()
         else
-            rc.whole = {}
+            rc.body, rc.parts, rc.size = body_shape_whole, {}, 0
         end
+    elseif stream then
+        rc.body, rc.sse = body_count_stream, sse.new()
+    else
+        rc.body = body_count_json
     end
-end
-
-local function shape_stream(rc, chunk, eof)
-    local st = rc.sse
-    local events, err = sse.feed(st, chunk)
-    if not events then
-        log(WARN, LOG, "passing the rest of the stream through unchanged: ", err)
-        rc.sse = nil
-        return sse.rest(st)   -- what was held, this chunk included
-    end
-    local out = {}
-    for _, ev in ipairs(events) do
-        local data = ev.data
-        if data == nil or data == "[DONE]" then
-            out[#out + 1] = ev.raw
-        else
-            local new = chatresp.event(rc.resp, data)
-            if new == data then
-                out[#out + 1] = ev.raw
-            elseif new then
-                out[#out + 1] = sse.encode(new)
-            end
-        end
-    end
-    if eof then
-        out[#out + 1] = sse.rest(rc.sse)
-    end
-    return concat(out)
 end
 
 function _M.body_filter()
     local rc = ngx.ctx.router
-    if not rc then
-        return
-    end
-    local buf, whole, m = rc.wrap_error, rc.whole, rc.metrics
-    if not (m or buf or rc.sse or whole) then
-        return   -- plain pass-through: reading ngx.arg[1] would copy the chunk for nothing
-    end
-    local chunk, eof = ngx.arg[1], ngx.arg[2]
-    if m then
-        metrics.body(m, chunk, eof)
-    end
-    if buf then
-        buf[#buf + 1] = chunk
-        if eof then
-            ngx.arg[1] = errors.from_upstream(ngx.status, concat(buf))
-        else
-            ngx.arg[1] = nil
-        end
-        return
-    end
-    if rc.sse then
-        ngx.arg[1] = shape_stream(rc, chunk, eof)
-        return
-    end
-    if whole then
-        whole[#whole + 1] = chunk
-        whole.size = (whole.size or 0) + #chunk
-        if eof then
-            ngx.arg[1] = chatresp.body(rc.resp, concat(whole))
-        elseif whole.size > MAX_BODY then
-            log(WARN, LOG, "response over ", MAX_BODY, " bytes passed through unchanged")
-            rc.whole = nil
-            ngx.arg[1] = concat(whole)
-        else
-            ngx.arg[1] = nil
-        end
+    local treat = rc and rc.body
+    if treat then
+        -- Only here is the chunk read: ngx.arg[1] copies it into a Lua string.
+        return treat(rc, ngx.arg[1], ngx.arg[2])
     end
 end
 

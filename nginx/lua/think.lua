@@ -11,9 +11,12 @@ local concat = table.concat
 
 local OPEN, CLOSE = "<think>", "</think>"
 
--- phases: "before" (no tag seen), "inside" (reasoning), "after" (content for good)
-function _M.new(start_inside)
-    return { phase = start_inside and "inside" or "before", held = "" }
+-- phases: "before" (no tag seen), "inside" (reasoning), "after" (content for good).
+-- lone_close: in "before", a </think> with no <think> ahead of it also ends reasoning (the text
+-- before it was reasoning), as from a model whose prompt opens the think block itself
+-- (Nemotron) served without a reasoning parser. The backend-mode fallback uses it.
+function _M.new(start_inside, lone_close)
+    return { phase = start_inside and "inside" or "before", held = "", lone_close = lone_close }
 end
 
 -- Length of the longest suffix of s that is a proper prefix of tag.
@@ -36,15 +39,26 @@ function _M.feed(st, text)
             c[#c + 1] = s
             break
         end
-        local tag = st.phase == "before" and OPEN or CLOSE
-        local out = st.phase == "before" and c or r
+        local before = st.phase == "before"
+        local tag = before and OPEN or CLOSE
+        local out = before and c or r
         local i = find(s, tag, 1, true)
+        if before and st.lone_close then
+            local j = find(s, CLOSE, 1, true)
+            if j and (not i or j < i) then
+                -- What came before a lone </think> was reasoning.
+                i, tag, out = j, CLOSE, r
+            end
+        end
         if i then
             out[#out + 1] = sub(s, 1, i - 1)
             s = sub(s, i + #tag)
-            st.phase = st.phase == "before" and "inside" or "after"
+            st.phase = (before and tag == OPEN) and "inside" or "after"
         else
             local k = partial_suffix(s, tag)
+            if before and st.lone_close then
+                k = math.max(k, partial_suffix(s, CLOSE))
+            end
             out[#out + 1] = sub(s, 1, #s - k)
             st.held = sub(s, #s - k + 1)
             break
@@ -63,8 +77,8 @@ function _M.finish(st)
 end
 
 -- Whole-text split, for non-streaming responses: the same as one feed and a finish.
-function _M.split(text, start_inside)
-    local st = _M.new(start_inside)
+function _M.split(text, start_inside, lone_close)
+    local st = _M.new(start_inside, lone_close)
     local r1, c1 = _M.feed(st, text)
     local r2, c2 = _M.finish(st)
     return r1 .. r2, c1 .. c2

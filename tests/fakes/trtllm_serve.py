@@ -355,7 +355,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             await asyncio.sleep(b.token_interval)
 
     def sse(obj: Any) -> str:
-        return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
+        # Compact, as trtllm-serve writes each chunk (model_dump_json in
+        # tensorrt_llm/serve/postprocess_handlers.py), the shape the router's pass-through is fast for.
+        return "data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n\n"
 
     async def stream_events(events: list[str]):
         for i, event in enumerate(events):

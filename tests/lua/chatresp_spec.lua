@@ -28,16 +28,8 @@ end
 local function through_router(bytes, reads, info)
     local st, codec, out, pos = chatresp.new(info), sse.new(), {}, 1
     local function feed(piece)
-        for _, ev in ipairs(assert(sse.feed(codec, piece))) do
-            if ev.data == nil or ev.data == "[DONE]" then
-                out[#out + 1] = ev.raw
-            else
-                local new = chatresp.event(st, ev.data)
-                if new then
-                    out[#out + 1] = sse.encode(new)
-                end
-            end
-        end
+        local n = assert(sse.feed(codec, piece))
+        out[#out + 1] = chatresp.events(st, codec, n, piece) or piece
     end
     for _, cut in ipairs(reads) do
         feed(bytes:sub(pos, cut))
@@ -121,5 +113,99 @@ describe("chat response shaping", function()
         local data = '{"id":"x","choices":[{"index":0,"delta":{"content":"\\n\\nHi","reasoning_content":null,"tool_calls":[]},"logprobs":null,"finish_reason":null}],"created":1795548372,"p":0.30000000000000004}'
         assert.equal('{"id":"x","choices":[{"index":0,"delta":{"content":"Hi","reasoning_content":"","tool_calls":[]},"logprobs":null,"finish_reason":null}],"created":1795548372,"p":0.30000000000000004}',
             chatresp.event(st, data))
+    end)
+end)
+
+-- trtllm-serve's stream with its reasoning parser on: compact JSON, one choice per chunk,
+-- content and reasoning_content always strings (tensorrt_llm/serve/postprocess_handlers.py).
+local function trtllm_chunk(content, reasoning, finish)
+    return 'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+        .. '"delta":{"content":' .. cjson.encode(content) .. ',"reasoning_content":' .. cjson.encode(reasoning)
+        .. '},"finish_reason":' .. (finish and '"stop"' or "null") .. '}]}\n\n'
+end
+
+describe("events that need no change", function()
+    local decodes
+    local real_decode = cjson.decode
+    before_each(function()
+        decodes = 0
+        require("cjson.safe").decode = function(s) decodes = decodes + 1 return real_decode(s) end
+    end)
+    after_each(function()
+        require("cjson.safe").decode = require("cjson").decode
+    end)
+
+    it("pass through byte for byte, without a decode, once each part has started", function()
+        local st = chatresp.new({ mode = "backend", thinking = true, hide_usage = false })
+        local events = { trtllm_chunk("", "Let"), trtllm_chunk("", " me"), trtllm_chunk("", " see"),
+                         trtllm_chunk("Yes", ""), trtllm_chunk(" it is", ""), trtllm_chunk(".", "", true) }
+        local bytes = table.concat(events)
+        local out = through_router(bytes, {}, { mode = "backend", thinking = true })
+        assert.equal(bytes, out)
+        assert.equal(0, decodes)
+        for _, ev in ipairs(events) do
+            assert.is_true(chatresp.unchanged(st, ev), ev)
+        end
+    end)
+
+    it("are recognised only when shaping would give the same event", function()
+        local cases = {
+            trtllm_chunk("\n\nYes", ""),                      -- blank after </think>: trimmed
+            trtllm_chunk("", "\nLet"),                        -- blank after <think>: trimmed
+            trtllm_chunk("<think>x", ""),                     -- a tag in content: split
+            trtllm_chunk("a <", ""),                          -- maybe the start of one: held
+            'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n',   -- reasoning_content added
+            'data: {"choices":[{"index":0,"delta":{"content":"x","reasoning_content":"","reasoning":""}}]}\n\n',
+            'data: {"choices": [{"index": 0, "delta": {"content": "x", "reasoning_content": ""}}]}\n\n',
+            'data: {"id":"c","choices":[],"usage":{"completion_tokens":3}}\n\n',
+        }
+        for _, ev in ipairs(cases) do
+            local st = chatresp.new({ mode = "backend", thinking = true, hide_usage = true })
+            assert.is_false(chatresp.unchanged(st, ev), ev)
+        end
+        -- Where unchanged() says yes, event() agrees.
+        for _, mode in ipairs({ "backend", "tags", "none" }) do
+            local fast, slow = chatresp.new({ mode = mode }), chatresp.new({ mode = mode })
+            for _, piece in ipairs({ { "", "a" }, { "b", "" }, { " c", "" }, { "d", "e" } }) do
+                local ev = trtllm_chunk(piece[1], piece[2])
+                local data = ev:sub(7, -3)
+                local shaped = chatresp.event(slow, data)
+                if chatresp.unchanged(fast, ev) then
+                    assert.same(cjson.decode(data), cjson.decode(shaped), mode .. ": " .. data)
+                else
+                    chatresp.event(fast, data)
+                end
+            end
+        end
+    end)
+end)
+
+describe("reasoning that cannot leak in backend mode", function()
+    local info = { mode = "backend", thinking = true, hide_usage = true }
+
+    it("splits <think> tags that reached content, streamed at every cut and whole", function()
+        local whole = chatresp.body(chatresp.new(info), cjson.encode({ choices = {
+            { index = 0, message = { role = "assistant", content = TEXT, reasoning_content = "" }, finish_reason = "stop" } } }))
+        local msg = cjson.decode(whole).choices[1].message
+        assert.equal("Let me see: 2+2.\n", msg.reasoning_content)
+        assert.equal("It is 4.", msg.content)
+        for i = 1, #TEXT - 1 do
+            local r, c = collect(through_router(stream({ i }), { (i * 5) % 40 + 1 }, info))
+            assert.equal("Let me see: 2+2.\n", r, "delta cut " .. i)
+            assert.equal("It is 4.", c, "delta cut " .. i)
+        end
+    end)
+
+    it("treats what comes before a lone </think> as reasoning in a whole answer", function()
+        local body = cjson.encode({ choices = { { index = 0, message = { role = "assistant",
+            content = "Thinking it over.\n</think>\n\nAnswer.", reasoning_content = "" } } } })
+        local msg = cjson.decode(chatresp.body(chatresp.new(info), body)).choices[1].message
+        assert.equal("Thinking it over.\n", msg.reasoning_content)
+        assert.equal("Answer.", msg.content)
+    end)
+
+    it("leaves an answer with no tags exactly as the backend sent it", function()
+        local body = '{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"a < b","reasoning_content":"hm"},"finish_reason":"stop"}],"usage":{"completion_tokens":1.0}}'
+        assert.equal(body, chatresp.body(chatresp.new(info), body))
     end)
 end)

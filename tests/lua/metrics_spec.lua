@@ -45,7 +45,33 @@ os.getenv = (function(orig)
 end)(os.getenv)
 
 local metrics = require("metrics")
+local sse = require("sse")
 local SEP = "\1"
+
+-- The router's framing of a stream for metrics: (text events, reasoning events, where an
+-- unfinished last event starts).
+local function scan(chunk)
+    local fr = sse.new()
+    local n, r = 0, 0
+    for i = 1, sse.feed(fr, chunk) do
+        local kind = metrics.kind(sse.raw(fr, i))
+        n = n + (kind > 0 and 1 or 0)
+        r = r + (kind == 2 and 1 or 0)
+    end
+    local held = sse.rest(fr)
+    return n, r, held ~= "" and #chunk - #held + 1 or nil
+end
+
+-- What the body filter does with a stream's chunk when metrics are on.
+local framers = setmetatable({}, { __mode = "k" })
+local function stream(m, chunk, eof)
+    local fr = framers[m] or sse.new()
+    framers[m] = fr
+    for i = 1, sse.feed(fr, chunk) do
+        metrics.event(m, sse.raw(fr, i))
+    end
+    metrics.chunk(m, eof)
+end
 
 describe("metrics.bucket_index", function()
     it("puts a value on its upper bound, and above the last bound into +Inf", function()
@@ -57,33 +83,33 @@ describe("metrics.bucket_index", function()
     end)
 end)
 
-describe("metrics.scan", function()
+describe("metrics.kind on framed events", function()
     it("counts events with text, not role chunks, empty deltas, usage or [DONE]", function()
         local chunk = 'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
             .. 'data: {"choices":[{"delta":{"content":"Hi","reasoning_content":""}}]}\n\n'
             .. 'data: {"choices":[{"delta":{"content":"","reasoning_content":"hm"}}]}\n\n'
             .. 'data: {"choices":[],"usage":{"completion_tokens":2}}\n\ndata: [DONE]\n\n'
-        assert.equal(2, metrics.scan(chunk))
+        assert.equal(2, scan(chunk))
     end)
     it("counts the events whose only text is reasoning, as trtllm's reasoning parser streams it", function()
         local chunk = 'data: {"choices":[{"delta":{"content":"","reasoning_content":"let"}}]}\n\n'
             .. 'data: {"choices":[{"delta":{"content":null,"reasoning":" me"}}]}\n\n'
             .. 'data: {"choices":[{"delta":{"content":"Yes","reasoning_content":""}}]}\n\n'
-        local n, r = metrics.scan(chunk)
+        local n, r = scan(chunk)
         assert.equal(3, n)
         assert.equal(2, r)
     end)
     it("counts completions text and Responses API deltas, and nothing in a plain JSON body", function()
-        assert.equal(1, metrics.scan('data: {"choices":[{"text":"a"}]}\n\n'))
-        assert.equal(1, metrics.scan('data: {"type":"response.output_text.delta","delta":"x"}\n\n'))
-        assert.equal(0, metrics.scan('{"choices":[{"message":{"content":"hello"}}]}'))
+        assert.equal(1, scan('data: {"choices":[{"text":"a"}]}\n\n'))
+        assert.equal(1, scan('data: {"type":"response.output_text.delta","delta":"x"}\n\n'))
+        assert.equal(0, scan('{"choices":[{"message":{"content":"hello"}}]}'))
     end)
 end)
 
-describe("metrics.scan on a chunk that stops inside an event", function()
+describe("metrics.kind on a chunk that stops inside an event", function()
     it("counts the finished events and returns where the unfinished one starts", function()
         local first = 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
-        local n, r, held = metrics.scan(first .. 'data: {"choices":[{"delta":{"reasoning_con')
+        local n, r, held = scan(first .. 'data: {"choices":[{"delta":{"reasoning_con')
         assert.equal(1, n)
         assert.equal(0, r)
         assert.equal(#first + 1, held)
@@ -143,14 +169,14 @@ describe("a request through the phases", function()
         metrics.header(rc)
         assert.truthy(tonumber(ngx.header["X-Router-Time-Ms"]))
         clock = 100.3
-        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n', false)
-        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', false)
+        stream(rc.metrics, 'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n', false)
+        stream(rc.metrics, 'data: {"choices":[{"delta":{"content":"a"}}]}\n\n', false)
         clock = 100.32
-        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"b"}}]}\n\n', false)
+        stream(rc.metrics, 'data: {"choices":[{"delta":{"content":"b"}}]}\n\n', false)
         clock = 100.36
-        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"c"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}\n\n', false)
+        stream(rc.metrics, 'data: {"choices":[{"delta":{"content":"c"}}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3}}\n\n', false)
         clock = 100.4
-        metrics.body(rc.metrics, "data: [DONE]\n\n", true)
+        stream(rc.metrics, "data: [DONE]\n\n", true)
         metrics.log(rc.metrics)
 
         assert.equal(0, data["g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="m/x"'])
@@ -182,14 +208,14 @@ describe("a request through the phases", function()
         local rc = {}
         metrics.begin(rc)
         metrics.start(rc, "m/x")
-        metrics.body(rc.metrics, 'data: {"choices":[{"delta":{"content":"","reasoning_con', false)
-        metrics.body(rc.metrics, 'tent":"hm"}}]}\n\ndata: {"choices":[{"delta":{"content":"","reasoning_content":"m"}}]}\n\n', false)
-        metrics.body(rc.metrics, "data: [DONE]\n\n", true)
+        stream(rc.metrics, 'data: {"choices":[{"delta":{"content":"","reasoning_con', false)
+        stream(rc.metrics, 'tent":"hm"}}]}\n\ndata: {"choices":[{"delta":{"content":"","reasoning_content":"m"}}]}\n\n', false)
+        stream(rc.metrics, "data: [DONE]\n\n", true)
         metrics.log(rc.metrics)
         rc = {}
         metrics.begin(rc)
         metrics.start(rc, "m/x")
-        metrics.body(rc.metrics, '{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
+        metrics.json(rc.metrics, '{"choices":[{"message":{"content":"data: {\\"reasoning_content\\":\\"x\\"}"}}]}', true)
         metrics.log(rc.metrics)
         assert.equal(2, data["c" .. SEP .. "router_reasoning_events_total" .. SEP .. 'model="m/x"'])
         -- Only the stream has a first token; the JSON answer's "data:" text is not an event.

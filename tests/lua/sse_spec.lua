@@ -14,9 +14,9 @@ local function run(cuts)
     pieces[#pieces + 1] = STREAM:sub(pos)
     local raw = {}
     for _, p in ipairs(pieces) do
-        for _, ev in ipairs(assert(sse.feed(st, p))) do
-            out[#out + 1] = ev.data or false
-            raw[#raw + 1] = ev.raw
+        for i = 1, assert(sse.feed(st, p)) do
+            out[#out + 1] = sse.data(st, i) or false
+            raw[#raw + 1] = sse.raw(st, i)
         end
     end
     return out, table.concat(raw) .. sse.rest(st)
@@ -38,20 +38,21 @@ describe("sse framing", function()
     end)
 
     it("returns two events arriving in one read as two", function()
-        local events = sse.feed(sse.new(), 'data: 1\n\ndata: 2\n\n')
-        assert.equal(2, #events)
+        local st = sse.new()
+        assert.equal(2, sse.feed(st, 'data: 1\n\ndata: 2\n\n'))
+        assert.equal("2", sse.data(st, 2))
     end)
 
     it("keeps an unterminated tail for the end of the body", function()
         local st = sse.new()
-        assert.same({}, sse.feed(st, "data: {\"cut"))
+        assert.equal(0, sse.feed(st, "data: {\"cut"))
         assert.equal("data: {\"cut", sse.rest(st))
     end)
 
     it("refuses to hold more than its cap", function()
         local st = sse.new(8)
-        local events, err = sse.feed(st, "data: 123456789")
-        assert.is_nil(events)
+        local n, err = sse.feed(st, "data: 123456789")
+        assert.is_nil(n)
         assert.matches("longer than 8", err)
     end)
 end)

@@ -203,3 +203,16 @@ def test_bad_switch_values_are_400_naming_the_field(stack, fields, param):
     resp = r.post("/v1/chat/completions", json={"model": "qwen", "messages": user("hi"), **fields})
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("model,style", [("qwen", "qwen3"), ("nemotron", "nemotron")])
+def test_think_tags_a_backend_left_in_content_reach_the_client_split(fake_backend, router, model, style):
+    """The shipped registry (mode: backend) in front of a trtllm-serve started without its
+    reasoning parser: the router splits what the parser would have."""
+    backend = fake_backend(model=QWEN if model == "qwen" else NEMOTRON, args=["--think-style", style])
+    r = router({model: [backend.addr]})
+    reasoning, content, _ = collect(r, model, {"messages": user("hi")}, stream=False)
+    assert (reasoning, content) == (THOUGHT, ANSWER)
+    if style == "qwen3":   # a lone </think> cannot be taken back once streamed: only <think> is
+        reasoning, content, _ = collect(r, model, {"messages": user("hi")}, stream=True)
+        assert (reasoning, content) == (THOUGHT, ANSWER)
