@@ -158,11 +158,29 @@ class RequestHygiene(_Strict):
     tool_choice_auto: bool = Field(True, description='add tool_choice "auto" when tools come without one')
 
 
+class Variant(_Strict):
+    """A model id that means a registry model plus fixed request settings (e.g. `qwen-nothink`).
+
+    Listed in /v1/models as its own entry, so any client's model picker can choose it; routed
+    like an alias; counted under the base model's id in metrics."""
+
+    display_name: str | None = Field(None, description="name shown by model pickers; default: the variant id")
+    thinking: bool | None = Field(
+        None, description="thinking on/off, whatever the request says (its sampling defaults follow)")
+
+
 class Model(_Strict):
     """One served model, keyed in the YAML by the public id clients send."""
 
     id: str
+    display_name: str | None = Field(
+        None, description="human name in /v1/models (`name`) and on the status page; default: the id")
     aliases: tuple[str, ...] = ()
+    variants: dict[str, Variant] = Field(
+        default_factory=dict, description="extra model ids: this model with fixed request settings")
+    wait_for_ready_s: float = Field(
+        0.0, ge=0, le=600, description="how long a request waits for this model while it is starting, "
+        "instead of an immediate 503 (0: no wait); the wait ends when the client leaves")
     match: tuple[str, ...] = Field(
         (),
         description="case-insensitive substrings; a `model` containing one routes here "
@@ -182,6 +200,14 @@ class Model(_Strict):
         for i, v in enumerate(values):
             if not v or v != v.strip():
                 raise ValueError(f"[{i}] must be a non-empty string without surrounding spaces")
+        return values
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names_are_clean(cls, values: dict[str, Variant]) -> dict[str, Variant]:
+        for name in values:
+            if not name or name != name.strip():
+                raise ValueError(f"'{name}' must be a non-empty string without surrounding spaces")
         return values
 
     @field_validator("upstreams")
@@ -217,6 +243,11 @@ class Model(_Strict):
         """The id and every alias: the exact names this model answers to."""
         return (self.id, *self.aliases)
 
+    @property
+    def name(self) -> str:
+        """What a person reads: display_name, else the id."""
+        return self.display_name or self.id
+
 
 class HealthSettings(_Strict):
     interval_s: float = Field(2.0, gt=0, description="how often one worker probes every upstream's /health")
@@ -250,6 +281,13 @@ class Registry(_Strict):
                 if key in owner:
                     raise ValueError(f"{where}: name '{name}' is listed twice")
                 owner[key] = mid
+        for mid, m in self.models.items():
+            for name in m.variants:
+                key = name.lower()
+                if key in owner:
+                    raise ValueError(f"models.{mid}.variants.{name}: name '{name}' is already used by "
+                                     f"model '{owner[key]}'")
+                owner[key] = mid
         rules = [(r.lower(), mid, i) for mid, m in self.models.items() for i, r in enumerate(m.match)]
         for r, mid, i in rules:
             for other, omid, _ in rules:
@@ -274,10 +312,14 @@ class Registry(_Strict):
         return None
 
     def resolve(self, name: str) -> Model:
-        """The model a request's `model` field routes to: exact names first, then match rules."""
+        """The model a request's `model` field routes to: exact names (ids, aliases, variants)
+        first, then match rules."""
         found = self.find(name)
         if found is not None:
             return found
+        for m in self.models.values():
+            if name.lower() in (v.lower() for v in m.variants):
+                return m
         hits = [m for m in self.models.values() if any(r.lower() in name.lower() for r in m.match)]
         if len(hits) == 1:
             return hits[0]

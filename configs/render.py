@@ -33,7 +33,12 @@ def router_config(reg: Registry, upstreams: dict[str, list[str]] | None = None,
         addrs = list(upstreams.get(m.id, [])) if upstreams is not None else list(m.upstreams)
         models.append({
             "id": m.id,
+            "display_name": m.name,
             "aliases": list(m.aliases),
+            "variants": [{"id": vid, "display_name": v.display_name or vid,
+                          **({"thinking": v.thinking} if v.thinking is not None else {})}
+                         for vid, v in m.variants.items()],
+            "wait_for_ready_s": m.wait_for_ready_s,
             "match": list(m.match),
             "upstreams": addrs,
             "timeouts": m.timeouts.model_dump(),

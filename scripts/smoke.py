@@ -135,6 +135,8 @@ def run(url: str, names: list[str], max_tokens: int, api_key: str, timeout: floa
     results = []
     for entry in listed:
         mid = entry["id"]
+        if entry.get("variant_of"):
+            continue   # a base model with fixed settings: its model's checks cover it
         if wanted and not wanted & {mid.lower(), *(a.lower() for a in entry.get("aliases", []))}:
             continue
         model = registry.find(mid)

@@ -54,7 +54,8 @@ def resolve_wanted(url: str, names: list[str]) -> set[str] | None:
     r.raise_for_status()
     out = set()
     for name in names:
-        hit = [m["id"] for m in r.json()["data"] if name.lower() in
+        # A variant (e.g. qwen-nothink) is as healthy as the model it is a variant of.
+        hit = [m.get("variant_of") or m["id"] for m in r.json()["data"] if name.lower() in
                [m["id"].lower(), *(a.lower() for a in m.get("aliases", []))]]
         if not hit:
             raise ValueError(f"'{name}' is not deployed behind {url}")

@@ -10,6 +10,7 @@
 --   3. /think or /no_think at the end of the last user message
 --   4. /think or /no_think at the end of the system (or developer) message
 --   5. the model's default (registry reasoning.thinking_default)
+-- A variant's fixed setting (model `qwen-nothink`) overrules all of them: the name says it.
 local cjson = require("cjson.safe")
 local jsonbody = require("jsonbody")
 
@@ -106,9 +107,10 @@ local function set_in_object(ed, key, inner_key, raw_value)
     return jsonbody.set(ed, key, "{" .. encode(inner_key) .. ":" .. raw_value .. "}")
 end
 
--- ed: jsonbody.editor of the body; kind: "chat" or "completions". Returns info, or nil, err
--- ({status, message, param, code}). info: { thinking, output, stream, hide_usage }.
-function _M.rewrite(ed, req, model, kind)
+-- ed: jsonbody.editor of the body; kind: "chat" or "completions"; variant: the registry variant
+-- the request named, or nil. Returns info, or nil, err ({status, message, param, code}).
+-- info: { thinking, output, stream, hide_usage }.
+function _M.rewrite(ed, req, model, kind, variant)
     local reasoning = model.reasoning or {}
     local info = { stream = req.stream == true, hide_usage = false, output = reasoning.output or "reasoning_content" }
 
@@ -189,6 +191,9 @@ function _M.rewrite(ed, req, model, kind)
     local switches = find_switches(messages)
     if thinking == nil and switches[1] then
         thinking = switches[1].on
+    end
+    if variant and variant.thinking ~= nil then
+        thinking = variant.thinking
     end
 
     -- Messages: switch text the template does not understand, or that a switch of higher

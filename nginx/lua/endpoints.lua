@@ -11,7 +11,7 @@ local _M = { _VERSION = "0.1.0" }
 
 local ngx = ngx
 local ngx_var, ngx_req = ngx.var, ngx.req
-local match, sub = string.match, string.sub
+local sub = string.sub
 local ipairs = ipairs
 local send_json, send_error = errors.send_json, errors.send
 
@@ -26,15 +26,9 @@ function _M.configure(registry_)
     started_at = math.floor(ngx.time())
 end
 
-local function model_object(model)
-    local owner = match(model.id, "^([^/]+)/") or "local"
-    local state = upstream.model_status(model)
-    local aliases = model.aliases
-    if #aliases == 0 then
-        aliases = EMPTY_ARRAY  -- nil (key left out) where cjson has no empty array
-    end
-    return { id = model.id, object = "model", created = started_at, owned_by = owner,
-             aliases = aliases, status = state }
+-- The model's /v1/models entries: itself, then its variants (registry.list_entries).
+local function model_entries(model)
+    return registry.list_entries(model, (upstream.model_status(model)), started_at, EMPTY_ARRAY)
 end
 
 local function only_get()
@@ -52,8 +46,10 @@ function _M.list_models()
         return
     end
     local data = {}
-    for i, model in ipairs(reg.deployed) do
-        data[i] = model_object(model)
+    for _, model in ipairs(reg.deployed) do
+        for _, entry in ipairs(model_entries(model)) do
+            data[#data + 1] = entry
+        end
     end
     if #data == 0 then
         return send_json(200, { object = "list", data = EMPTY_ARRAY or {} })
@@ -66,12 +62,18 @@ function _M.get_model()
         return
     end
     local name = ngx.unescape_uri(sub(ngx_var.uri, #"/v1/models/" + 1))
-    local model = registry.resolve(reg, name)
+    local model, _, variant = registry.resolve(reg, name)
     if not model or not model.deployed then
         return send_error(404, "The model '" .. name .. "' does not exist. Available models: "
             .. registry.deployed_names(reg), nil, "model", "model_not_found")
     end
-    return send_json(200, model_object(model))
+    local entries = model_entries(model)
+    for _, entry in ipairs(entries) do
+        if variant and entry.id == variant.id then
+            return send_json(200, entry)
+        end
+    end
+    return send_json(200, entries[1])
 end
 
 function _M.health()

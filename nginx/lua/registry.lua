@@ -3,7 +3,7 @@
 local _M = { _VERSION = "0.1.0" }
 
 local lower = string.lower
-local find = string.find
+local find, match = string.find, string.match
 local concat = table.concat
 
 local function fail(msg)
@@ -15,14 +15,15 @@ function _M.new(data, deployed)
     if type(data) ~= "table" or type(data.models) ~= "table" then
         return fail("'models' list missing")
     end
-    local reg = { models = {}, by_name = {}, rules = {}, health = data.health or {},
+    local reg = { models = {}, by_name = {}, variants = {}, rules = {}, health = data.health or {},
                   retry_after = data.retry_after_s or 5 }
     for i, m in ipairs(data.models) do
         if type(m.id) ~= "string" or type(m.upstreams) ~= "table" then
             return fail("models[" .. i .. "] needs 'id' and 'upstreams'")
         end
-        local model = { id = m.id, aliases = m.aliases or {}, upstreams = m.upstreams,
-                        timeouts = m.timeouts or {}, reasoning = m.reasoning or {},
+        local model = { id = m.id, display_name = m.display_name or m.id, aliases = m.aliases or {},
+                        variants = m.variants or {}, wait_for_ready_s = m.wait_for_ready_s or 0,
+                        upstreams = m.upstreams, timeouts = m.timeouts or {}, reasoning = m.reasoning or {},
                         request = m.request or {}, deployed = false }
         reg.models[i] = model
         for _, name in ipairs({ m.id, unpack(model.aliases) }) do
@@ -31,6 +32,17 @@ function _M.new(data, deployed)
                 return fail("name '" .. name .. "' is used by two models")
             end
             reg.by_name[key] = model
+        end
+        for _, v in ipairs(model.variants) do
+            if type(v.id) ~= "string" then
+                return fail("models[" .. i .. "].variants need an 'id'")
+            end
+            local key = lower(v.id)
+            if reg.by_name[key] then
+                return fail("variant name '" .. v.id .. "' is used by two models")
+            end
+            v.model = model
+            reg.by_name[key], reg.variants[key] = model, v
         end
         for _, rule in ipairs(m.match or {}) do
             reg.rules[#reg.rules + 1] = { lower(rule), model }
@@ -59,13 +71,14 @@ function _M.new(data, deployed)
     return reg
 end
 
--- Exact id or alias first (case-insensitive), then the substring rules; a name matching
--- the rules of two models is refused rather than guessed.
+-- Exact id, alias or variant first (case-insensitive), then the substring rules; a name
+-- matching the rules of two models is refused rather than guessed.
+-- Returns model, nil, variant (a variant's fixed settings, or nil); or nil, "unknown"/"ambiguous".
 function _M.resolve(reg, name)
     local key = lower(name)
     local model = reg.by_name[key]
     if model then
-        return model
+        return model, nil, reg.variants[key]
     end
     local hit
     for _, rule in ipairs(reg.rules) do
@@ -88,6 +101,26 @@ function _M.deployed_names(reg)
         out[#out + 1] = model.id
     end
     return concat(out, ", ")
+end
+
+-- /v1/models entries for one deployed model: the model itself (a human `name`, which Open WebUI
+-- and other pickers show instead of the id; aliases stay discoverable in `aliases`), then one
+-- entry per variant. `state` is the model's health state, `created` a Unix time.
+-- `empty_array` is what the JSON encoder writes as [] (cjson.empty_array where it has one).
+function _M.list_entries(model, state, created, empty_array)
+    local owner = match(model.id, "^([^/]+)/") or "local"
+    local aliases = model.aliases
+    if #aliases == 0 then
+        aliases = empty_array
+    end
+    local out = { { id = model.id, object = "model", created = created, owned_by = owner,
+                    name = model.display_name, aliases = aliases, status = state } }
+    for _, v in ipairs(model.variants) do
+        out[#out + 1] = { id = v.id, object = "model", created = created, owned_by = owner,
+                          name = v.display_name or v.id, variant_of = model.id, thinking = v.thinking,
+                          status = state }
+    end
+    return out
 end
 
 -- A model is as good as its best upstream.

@@ -151,7 +151,8 @@ local function read_json_body()
     return body, req
 end
 
--- The deployed model `name` routes to, or nil after an error was sent.
+-- The deployed model `name` routes to and the variant it names (or nil), or nil after an
+-- error was sent.
 local function resolve_model(name)
     if name == nil or name == cjson.null then
         return send_error(400, "You must provide a model parameter", nil, "model", "missing_model")
@@ -159,7 +160,7 @@ local function resolve_model(name)
     if type(name) ~= "string" or name == "" then
         return send_error(400, "'model' must be a non-empty string", nil, "model", "invalid_model")
     end
-    local model, why = registry.resolve(reg, name)
+    local model, why, variant = registry.resolve(reg, name)
     if not model then
         local msg = why == "ambiguous"
             and ("The model '" .. name .. "' matches several models; use an exact id. Available models: ")
@@ -170,7 +171,7 @@ local function resolve_model(name)
         return send_error(404, "The model '" .. model.id .. "' is not deployed here (this profile serves: "
             .. registry.deployed_names(reg) .. ")", nil, "model", "model_not_deployed")
     end
-    return model
+    return model, variant
 end
 
 local function send_unavailable(model)
@@ -195,7 +196,7 @@ function _M.access()
         return
     end
     local name = req.model
-    local model = resolve_model(name)
+    local model, variant = resolve_model(name)
     if not model then
         return
     end
@@ -211,7 +212,7 @@ function _M.access()
     end
     local kind = KINDS[ngx_var.uri]
     if kind then
-        local info, err = chatreq.rewrite(ed, req, model, kind)
+        local info, err = chatreq.rewrite(ed, req, model, kind, variant)
         if not info then
             return send_error(err.status, err.message, nil, err.param, err.code)
         end

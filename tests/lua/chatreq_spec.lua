@@ -9,9 +9,9 @@ local QWEN = { reasoning = { mode = "backend", soft_switch = true, thinking_defa
 local NEMO = { reasoning = { mode = "backend", soft_switch = false, thinking_default = true }, request = { drop = {} } }
 
 -- What the router does: collect the edits on one editor, apply them in one splice.
-local function rewrite(body, model, kind)
+local function rewrite(body, model, kind, variant)
     local ed = jsonbody.editor(body)
-    local info, err = chatreq.rewrite(ed, cjson.decode(body), model, kind or "chat")
+    local info, err = chatreq.rewrite(ed, cjson.decode(body), model, kind or "chat", variant)
     if not info then
         return nil, err
     end
@@ -32,6 +32,15 @@ describe("chat request rewriting", function()
             local _, info = rewrite(case[1], NEMO)
             assert.equal(case[2], info.thinking, case[1])
         end
+    end)
+
+    it("lets a variant's fixed thinking setting overrule every switch in the request", function()
+        local off = { id = "qwen-nothink", thinking = false }
+        local raw = '{"chat_template_kwargs":{"enable_thinking":true},"messages":[{"role":"user","content":"hi /think"}]}'
+        local body, info = rewrite(raw, QWEN, "chat", off)
+        assert.is_false(info.thinking)
+        -- Qwen would obey the /think text, so it goes; the non-thinking sampling comes in.
+        assert.equal('{"chat_template_kwargs":{"enable_thinking":false},"messages":[{"role":"user","content":"hi"}],"temperature":0.7}', body)
     end)
 
     it("sets enable_thinking inside existing chat_template_kwargs and keeps its other keys", function()

@@ -3,7 +3,9 @@ local registry = require("registry")
 
 local DATA = {
     models = {
-        { id = "nvidia/Qwen3-30B-A3B-FP4", aliases = { "qwen", "qwen3" }, match = { "qwen" }, upstreams = { "q:8000" } },
+        { id = "nvidia/Qwen3-30B-A3B-FP4", display_name = "Qwen3 30B", aliases = { "qwen", "qwen3" }, match = { "qwen" },
+          variants = { { id = "qwen-nothink", display_name = "Qwen3 30B, no thinking", thinking = false } },
+          upstreams = { "q:8000" } },
         { id = "nvidia/Nemotron", aliases = { "nemotron" }, match = { "nemotron" }, upstreams = { "n:8000" } },
     },
 }
@@ -42,6 +44,36 @@ describe("registry", function()
         local reg, err = registry.new(bad)
         assert.is_nil(reg)
         assert.matches("used by two models", err)
+    end)
+
+    it("routes a variant like an alias and hands back its fixed settings", function()
+        local reg = assert(registry.new(DATA))
+        local model, why, variant = registry.resolve(reg, "Qwen-NoThink")
+        assert.equal("nvidia/Qwen3-30B-A3B-FP4", model.id)
+        assert.is_nil(why)
+        assert.equal("qwen-nothink", variant.id)
+        assert.is_false(variant.thinking)
+        assert.is_nil(select(3, registry.resolve(reg, "qwen")))
+    end)
+
+    it("rejects a variant named like another model's alias", function()
+        local bad = { models = { { id = "a", upstreams = {}, variants = { { id = "b-fast" } } },
+                                 { id = "b", aliases = { "B-FAST" }, upstreams = {} } } }
+        local reg, err = registry.new(bad)
+        assert.is_nil(reg)
+        assert.matches("used by two models", err)
+    end)
+
+    it("lists a model under its human name, then its variants, aliases not as entries", function()
+        local reg = assert(registry.new(DATA))
+        local entries = registry.list_entries(reg.models[1], "ready", 7, "EMPTY")
+        assert.same({ "nvidia/Qwen3-30B-A3B-FP4", "qwen-nothink" }, { entries[1].id, entries[2].id })
+        assert.same({ "Qwen3 30B", { "qwen", "qwen3" }, "nvidia" }, { entries[1].name, entries[1].aliases, entries[1].owned_by })
+        assert.same({ "Qwen3 30B, no thinking", "nvidia/Qwen3-30B-A3B-FP4", false, "ready" },
+            { entries[2].name, entries[2].variant_of, entries[2].thinking, entries[2].status })
+        assert.is_nil(entries[2].aliases)
+        local plain = registry.list_entries(reg.models[2], "starting", 7, "EMPTY")
+        assert.same({ 1, "nvidia/Nemotron", "nvidia/Nemotron" }, { #plain, plain[1].name, plain[1].id })
     end)
 
     it("rates a model by its best upstream", function()

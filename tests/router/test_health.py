@@ -52,7 +52,7 @@ def test_a_single_model_deployment_reports_the_other_model_as_not_deployed(fake_
     assert resp.status_code == 404
     err = resp.json()["error"]
     assert err["code"] == "model_not_deployed" and NEMOTRON in err["message"] and QWEN in err["message"]
-    assert [m["id"] for m in r.get("/v1/models").json()["data"]] == [QWEN]
+    assert [m["id"] for m in r.get("/v1/models").json()["data"]] == [QWEN, "qwen-nothink"]
     assert list(r.health()["models"]) == [QWEN]
 
 

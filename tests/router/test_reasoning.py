@@ -160,6 +160,24 @@ def test_sampling_defaults_follow_the_thinking_mode(stack):
     assert (sent["temperature"], sent["top_p"], sent["top_k"]) == (0.7, 0.8, 20)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize("variant,model", [("qwen-nothink", QWEN), ("nemotron-nothink", NEMOTRON)])
+def test_a_nothink_variant_never_thinks_and_is_answered_and_counted_as_its_model(stack, variant, model, stream):
+    r, fakes = stack
+    fake = fakes[variant.split("-")[0]]
+    fields = {"messages": user("hi /think"), "chat_template_kwargs": {"enable_thinking": True}}
+    reasoning, content, _ = collect(r, variant, fields, stream)
+    assert content == ANSWER and not reasoning
+    sent = json.loads(fake.requests()[-1]["body"])
+    assert sent["model"] == model and sent["chat_template_kwargs"] == {"enable_thinking": False}
+    assert sent["messages"][0]["content"] == "hi"
+    if model == QWEN:
+        assert (sent["temperature"], sent["top_p"], sent["top_k"]) == (0.7, 0.8, 20)
+    metrics = r.get("/metrics").text
+    assert f'router_requests_total{{model="{model}",status="200"}}' in metrics
+    assert variant not in metrics
+
+
 def test_usage_is_always_requested_upstream_but_shown_only_when_asked(stack):
     r, fakes = stack
     chunks = list(r.openai().chat.completions.create(model="nemotron", messages=user("hi"), stream=True))

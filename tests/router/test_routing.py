@@ -52,13 +52,18 @@ def test_completions_and_responses_endpoints_are_routed(stack):
     assert events[0] == "response.created" and events[-1] == "response.completed"
 
 
-def test_models_lists_deployed_models_with_aliases_and_state(stack):
+def test_models_lists_deployed_models_with_human_names_aliases_variants_and_state(stack):
     r, *_ = stack
     models = r.openai().models.list().data
-    assert [m.id for m in models] == [QWEN, NEMOTRON]
+    assert [m.id for m in models] == [QWEN, "qwen-nothink", NEMOTRON, "nemotron-nothink"]
+    assert [m.model_extra["name"] for m in models] == [
+        "Qwen3 30B-A3B (NVFP4)", "Qwen3 30B-A3B (NVFP4), no thinking",
+        "Nemotron 3 Nano 30B-A3B (NVFP4)", "Nemotron 3 Nano 30B-A3B (NVFP4), no thinking"]
     assert models[0].model_extra["aliases"] == ["qwen", "qwen3", "qwen3-30b-a3b"]
+    assert models[1].model_extra["variant_of"] == QWEN and models[1].model_extra["thinking"] is False
     assert {m.model_extra["status"] for m in models} == {"ready"}
     assert r.openai().models.retrieve("nemotron").id == NEMOTRON
+    assert r.openai().models.retrieve("nemotron-nothink").model_extra["variant_of"] == NEMOTRON
     assert r.get("/v1/models/nvidia/Qwen3-30B-A3B-FP4").json()["id"] == QWEN
     with pytest.raises(openai.NotFoundError):
         r.openai().models.retrieve("gpt-4o")

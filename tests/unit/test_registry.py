@@ -59,11 +59,24 @@ def test_unknown_and_ambiguous_names_are_refused():
     (lambda d: d["router"]["health"].update(interval_s=0), "router.health.interval_s"),
     (lambda d: d["profiles"].update(solo=["llama"]), "profiles.solo[0]: 'llama' is not a model id or alias"),
     (lambda d: d["models"][QWEN].update(id="x"), f"models.{QWEN}.id: the key is the id"),
+    (lambda d: d["models"][NEMOTRON]["variants"].update(qwen3={"thinking": False}),
+     f"models.{NEMOTRON}.variants.qwen3: name 'qwen3' is already used by model '{QWEN}'"),
+    (lambda d: d["models"][QWEN]["variants"]["qwen-nothink"].update(temperature=0), "Extra inputs are not permitted"),
+    (lambda d: d["models"][QWEN].update(wait_for_ready_s=-1), f"models.{QWEN}.wait_for_ready_s"),
 ])
 def test_bad_entries_are_rejected_naming_the_field(mutate, message):
     with pytest.raises(RegistryError) as err:
         parse_registry(edited(mutate))
     assert message in str(err.value)
+
+
+def test_variants_resolve_to_their_model_and_every_model_has_a_human_name():
+    reg = load_registry()
+    assert reg.resolve("qwen-nothink").id == QWEN and reg.resolve("Nemotron-NoThink").id == NEMOTRON
+    assert reg.models[QWEN].variants["qwen-nothink"].thinking is False
+    assert reg.models[QWEN].name == "Qwen3 30B-A3B (NVFP4)"
+    data = edited(lambda d: d["models"][QWEN].pop("display_name"))
+    assert parse_registry(data).models[QWEN].name == QWEN
 
 
 def test_a_missing_models_section_is_a_clear_error():
