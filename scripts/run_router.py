@@ -82,10 +82,11 @@ def make_prefix(prefix: Path, router_json: str, host: str, port: int, needs_modu
     if os.geteuid() == 0:
         lines.append("user root;")  # workers would run as nobody and may not read the prefix
     (main_d / "host.conf").write_text("\n".join(lines) + "\n")
-    lua = prefix / "lua"
-    if lua.is_symlink() or lua.exists():
-        lua.unlink() if lua.is_symlink() else shutil.rmtree(lua)
-    lua.symlink_to(NGINX_DIR / "lua", target_is_directory=True)
+    for name in ("lua", "ui"):   # linked, so edits show without a restart of this script
+        link = prefix / name
+        if link.is_symlink() or link.exists():
+            link.unlink() if link.is_symlink() else shutil.rmtree(link)
+        link.symlink_to(NGINX_DIR / name, target_is_directory=True)
     (prefix / "registry.json").write_text(router_json)
     for d in ("logs", "temp"):
         (prefix / d).mkdir(exist_ok=True)

@@ -6,6 +6,7 @@ local health = require("health")
 local upstream = require("upstream")
 local metrics = require("metrics")
 local errors = require("errors")
+local status = require("status")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -87,6 +88,35 @@ function _M.health()
         models[model.id] = { state = state, upstreams = details }
     end
     return send_json(all_ready and 200 or 503, { status = all_ready and "ready" or "not_ready", models = models })
+end
+
+-- GET /status: the status page's data (nginx/lua/status.lua); never prompt or completion text.
+function _M.status()
+    if not only_get() then
+        return
+    end
+    local models = {}
+    for i, model in ipairs(reg.deployed) do
+        local state, details = upstream.model_status(model)
+        local since
+        for _, u in ipairs(details) do
+            u.since = health.since(u.address) or started_at
+            if u.state == state and (not since or u.since < since) then
+                since = u.since
+            end
+        end
+        local variants = {}
+        for j, v in ipairs(model.variants) do
+            variants[j] = { id = v.id, name = v.display_name, thinking = v.thinking }
+        end
+        models[i] = { id = model.id, name = model.display_name,
+                      aliases = #model.aliases > 0 and model.aliases or EMPTY_ARRAY,
+                      variants = #variants > 0 and variants or EMPTY_ARRAY,
+                      wait_for_ready_s = model.wait_for_ready_s, state = state, since = since or started_at,
+                      upstreams = details }
+    end
+    ngx.header["Cache-Control"] = "no-store"
+    return send_json(200, status.document(models, started_at))
 end
 
 function _M.livez()

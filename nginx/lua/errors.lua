@@ -60,6 +60,7 @@ end
 -- Where nginx itself ends a request (error_page ... @error in nginx/conf/router.conf).
 local NGINX = {
     [400] = { "Bad request", "invalid_request_error", "bad_request" },
+    [404] = { "Not found", "invalid_request_error", "unknown_url" },   -- a missing file under /ui/
     [413] = { "Request body too large (limit: client_max_body_size in nginx/conf/router.conf)",
               "invalid_request_error", "request_too_large" },
     [502] = { "Could not reach the model server", "server_error", "upstream_unreachable" },

@@ -49,6 +49,11 @@ function _M.state(addr)
     return dict:get("s:" .. addr) or "starting", dict:get("w:" .. addr)
 end
 
+-- When the upstream entered its current state (ngx.now()); nil: starting since the router started.
+function _M.since(addr)
+    return dict:get("t:" .. addr)
+end
+
 -- The IP the balancer connects to, once the host name has been resolved.
 function _M.ip(addr)
     return dict:get("ip:" .. addr)
@@ -62,6 +67,7 @@ local function set_state(addr, state, why)
         dict:set("ever:" .. addr, true)
     end
     if old ~= state then
+        dict:set("t:" .. addr, now())
         log(state == "ready" and INFO or WARN, LOG, addr, ": ", old, " -> ", state, why and (" (" .. why .. ")") or "")
     end
 end

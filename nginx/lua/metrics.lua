@@ -10,6 +10,8 @@
 -- Pure helpers (bucket_index, kind, usage, render) take state as arguments: busted
 -- tests them without nginx.
 
+local recent = require("recent")
+
 local _M = { _VERSION = "0.1.0" }
 
 local ngx = ngx
@@ -209,6 +211,52 @@ function _M.render(snapshot, extra_gauges)
         end
     end
     return concat(out, "\n") .. "\n"
+end
+
+-- Per-model totals in a snapshot, for the status page (nginx/lua/status.lua): requests and
+-- errors (status >= 400), output tokens, in flight, and TTFT / ITL counts per bucket (not
+-- cumulative, index as in HISTOGRAMS; #buckets + 1 is +Inf).
+local TTFT, ITL_NAME = "router_time_to_first_token_seconds", "router_inter_token_latency_seconds"
+function _M.per_model(snapshot)
+    local out = {}
+    local function entry(model)
+        local e = out[model]
+        if not e then
+            e = { requests = 0, errors = 0, output_tokens = 0, in_flight = 0, ttft = {}, itl = {} }
+            out[model] = e
+        end
+        return e
+    end
+    for key, value in pairs(snapshot) do
+        local kind, name, rest = match(key, "^(%a)" .. SEP .. "([^" .. SEP .. "]+)" .. SEP .. "(.*)$")
+        if kind == "c" and name == "router_requests_total" then
+            local model, status = match(rest, '^model="(.*)",status="(%d+)"$')
+            if model then
+                local e = entry(model)
+                e.requests = e.requests + value
+                if tonumber(status) >= 400 then
+                    e.errors = e.errors + value
+                end
+            end
+        elseif kind == "c" and name == "router_output_tokens_total" then
+            local model = match(rest, '^model="(.*)"$')
+            if model then
+                entry(model).output_tokens = value
+            end
+        elseif kind == "g" and name == "router_requests_in_flight" then
+            local model = match(rest, '^model="(.*)"$')
+            if model then
+                entry(model).in_flight = value
+            end
+        elseif kind == "h" and (name == TTFT or name == ITL_NAME) then
+            local model, idx = match(rest, "^(.*)" .. SEP .. "(%d+)$")   -- sum (0) and count (-1) skipped
+            idx = tonumber(idx)
+            if model and idx > 0 then
+                entry(model)[name == TTFT and "ttft" or "itl"][idx] = value
+            end
+        end
+    end
+    return out
 end
 
 ---------------------------------------------------------------------------------------------
@@ -442,6 +490,20 @@ function _M.log(m, want_record)
     if aborted then
         incr("c" .. SEP .. "router_client_aborts_total" .. SEP .. ml, 1)
     end
+    local ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10
+    local duration_ms = math.floor(duration * 1e4 + 0.5) / 10
+    -- Streamed: the decode rate after the first token; whole answers: over the whole request.
+    local tps
+    if m.out_tokens and m.out_tokens > 0 then
+        local span = (m.t_first and m.t_last and m.t_last > m.t_first) and (m.t_last - m.t_first) or nil
+        tps = span and (m.out_tokens - 1) / span or (duration > 0 and m.out_tokens / duration or nil)
+        tps = tps and math.floor(tps * 10 + 0.5) / 10
+    end
+    recent.push({
+        time = t_end, model = model, key = m.key_name, path = uri, status = status,
+        prompt_tokens = m.prompt_tokens, output_tokens = m.out_tokens, ttft_ms = ttft_ms,
+        tokens_per_s = tps, duration_ms = duration_ms, client_abort = aborted,
+    })
     if not want_record then
         return nil
     end
@@ -455,8 +517,8 @@ function _M.log(m, want_record)
         method = var.request_method,
         path = uri,
         status = status,
-        ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10,
-        duration_ms = math.floor(duration * 1e4 + 0.5) / 10,
+        ttft_ms = ttft_ms,
+        duration_ms = duration_ms,
         router_ms = m.router_ms and math.floor(m.router_ms * 1e3 + 0.5) / 1e3,
         prompt_tokens = m.prompt_tokens,
         output_tokens = m.out_tokens,
@@ -470,8 +532,8 @@ function _M.log(m, want_record)
     }
 end
 
--- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.
-function _M.serve(reg, state)
+-- Every counter, gauge and bucket in the dict: {key = value}.
+function _M.snapshot()
     local snapshot = {}
     for _, key in ipairs(dict:get_keys(0)) do
         local v = dict:get(key)
@@ -479,6 +541,12 @@ function _M.serve(reg, state)
             snapshot[key] = v
         end
     end
+    return snapshot
+end
+
+-- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.
+function _M.serve(reg, state)
+    local snapshot = _M.snapshot()
     local extra = {}
     for _, model in ipairs(reg and reg.deployed or {}) do
         local ml = 'model="' .. esc(model.id) .. '"'

@@ -22,7 +22,8 @@
 --                  record to accesslog.write; upstream.after marks a peer nginx failed to reach.
 -- After nginx's own errors (error_page -> @error) ngx.ctx is empty: what must survive the
 -- redirect is in the variables $router_model and $router_peer.
--- GET endpoints (/v1/models, /health, /livez, /metrics) are content handlers in endpoints.lua.
+-- GET endpoints (/v1/models, /health, /livez, /metrics, /status) are content handlers in
+-- endpoints.lua; the status page's files (/ui/) are static, served by nginx.
 local cjson = require("cjson.safe")
 local registry = require("registry")
 local health = require("health")
@@ -35,6 +36,8 @@ local accesslog = require("accesslog")
 local endpoints = require("endpoints")
 local errors = require("errors")
 local jsonbody = require("jsonbody")
+local status = require("status")
+local readywait = require("readywait")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -111,6 +114,7 @@ function _M.init_worker()
     if metrics.enabled() then
         accesslog.init_worker()
     end
+    status.init_worker()
 end
 
 ---------------------------------------------------------------------------------------------
@@ -174,11 +178,12 @@ local function resolve_model(name)
     return model, variant
 end
 
-local function send_unavailable(model)
+local function send_unavailable(model, waited)
     local state, details = upstream.model_status(model)
     local reason = details[1] and details[1].reason
     local msg = state == "starting"
-        and ("The model '" .. model.id .. "' is starting (loading weights); retry shortly")
+        and ("The model '" .. model.id .. "' is starting (loading weights); retry shortly"
+             .. (waited and string.format(" (waited %.0f s)", waited) or ""))
         or ("The model '" .. model.id .. "' is down" .. (reason and (": " .. reason) or ""))
     return send_error(503, msg, "server_error", nil, "model_" .. state,
         { ["Retry-After"] = tostring(reg.retry_after) })
@@ -201,7 +206,15 @@ function _M.access()
         return
     end
     if not upstream.choose(rc, model) then
-        return send_unavailable(model)
+        -- wait_for_ready_s: a starting model may be waited for, bounded, while the client stays.
+        local waited
+        if model.wait_for_ready_s > 0 and upstream.model_status(model) == "starting" then
+            waited = readywait.wait(model, function() return upstream.choose(rc, model) end,
+                function() return (upstream.model_status(model)) end)
+        end
+        if not (waited and waited.ready) then
+            return send_unavailable(model, waited and waited.seconds)
+        end
     end
 
     -- Every edit the request needs is collected, then applied in one scan and one splice.
@@ -382,6 +395,7 @@ _M.list_models = endpoints.list_models
 _M.get_model = endpoints.get_model
 _M.health = endpoints.health
 _M.livez = endpoints.livez
+_M.status = endpoints.status
 _M.metrics = endpoints.metrics
 _M.not_found = endpoints.not_found
 
