@@ -1,7 +1,7 @@
 # Entry points. `make test` is what CI runs (.ci/run) and works on a fresh Debian machine.
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
-APT_PACKAGES := nginx libnginx-mod-http-lua lua-cjson lua-busted luajit2 wrk prometheus
+APT_PACKAGES := nginx libnginx-mod-http-lua lua-cjson lua-busted luajit2 wrk prometheus chromium
 
 .PHONY: test deps deps-system deps-python demo render up
 

@@ -27,6 +27,8 @@ PACKAGES = {
     "wrk": lambda: shutil.which("wrk"),
     # promtool checks monitoring/prometheus/prometheus.yml in tests (the package ships it).
     "prometheus": lambda: shutil.which("promtool"),
+    # The status page's browser tests (tests/ui) drive Debian's chromium with Playwright.
+    "chromium": lambda: shutil.which("chromium"),
 }
 ROUTER_ONLY = {"nginx", "libnginx-mod-http-lua", "lua-cjson"}
 

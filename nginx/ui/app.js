@@ -277,7 +277,9 @@ async function send(event) {
       state.history.pop();
       return showError(turn, err);
     }
+    let received = 0;
     for await (const data of sseData(resp.body)) {
+      turn.node.dataset.events = ++received;   // events read so far (tests follow the stream by it)
       if (data === "[DONE]") break;
       const chunk = JSON.parse(data);
       if (chunk.error) { showError(turn, { status: null, message: chunk.error.message || data }); break; }
