@@ -3,7 +3,7 @@
 Usage:
     make demo                      # or: python scripts/demo.py --port 8000
 
-Then, from another terminal:
+Then open http://localhost:8000/ (status page and playground), or from another terminal:
     python -c "import openai; c = openai.OpenAI(base_url='http://localhost:8000/v1', api_key='x'); \\
 print(c.chat.completions.create(model='qwen', messages=[{'role': 'user', 'content': 'hi'}]).choices[0].message)"
 
@@ -59,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
                                    "--port", str(args.port), *upstreams], cwd=REPO_ROOT, start_new_session=True)
         procs.append(router)
         print(f"demo: fake models {', '.join(m.id for m in models)} load for {args.load_seconds:.0f}s; "
+              f"status page and playground: http://localhost:{args.port}/ ; API: http://localhost:{args.port}/v1 ; "
               f"Ctrl-C to stop", flush=True)
         while all(p.poll() is None for p in procs):
             time.sleep(0.2)

@@ -7,7 +7,7 @@ const POLL_MS = 2000;
 const KEY_STORAGE = "llm-router.api-key";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], history: [], controller: null, pollTimer: null };
+const state = { models: [], history: [], controller: null, pollTimer: null, pollRound: 0 };
 
 // ------------------------------------------------------------------------------ helpers
 
@@ -137,6 +137,7 @@ function renderStatus(s) {
 
 async function poll() {
   clearTimeout(state.pollTimer);
+  const round = ++state.pollRound;   // a poll started meanwhile (after a send) takes over the timer
   try {
     const resp = await fetch("/status", { headers: headers(), cache: "no-store" });
     if (resp.status === 401) {
@@ -151,7 +152,7 @@ async function poll() {
   } catch (err) {
     showBanner("The router does not answer (" + err.message + "); retrying.", "poll");
   }
-  if (!document.hidden) state.pollTimer = setTimeout(poll, POLL_MS);
+  if (round === state.pollRound && !document.hidden) state.pollTimer = setTimeout(poll, POLL_MS);
 }
 
 // ------------------------------------------------------------------------------ models

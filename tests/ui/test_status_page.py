@@ -148,6 +148,9 @@ def test_a_message_streams_in_with_the_reasoning_in_its_own_block(page, ui_stack
         first = answer.text_content()
         released(page, turn, fake, events + 2)
         assert first and len(first) < len(answer.text_content()) < len(ANSWER)
+        # Mid-stream, reasoning open above a partial answer: the README's picture (docs/).
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"streaming-{model}.png"), full_page=True)
     finally:
         fake.control(gate=False)
         fake.release(200)
