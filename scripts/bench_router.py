@@ -4,6 +4,7 @@ Usage:
     python scripts/bench_router.py                     # prints a markdown table
     python scripts/bench_router.py --duration 10 --out results/bench_router.json
     python scripts/bench_router.py --metrics-ab 5      # metrics on / access log off / metrics off only
+    python scripts/bench_router.py --status-ab 5 --poll-interval 2 0.1   # with the status page polling
 
 Everything runs on loopback. The backend is nginx itself (not Python), so the numbers show
 what the router adds, not what a slow fake costs:
@@ -18,6 +19,7 @@ Needs nginx + Lua (scripts/check_system.py) and wrk.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -28,9 +30,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -342,19 +346,51 @@ def markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+class StatusPoller:
+    """GET /status every `interval` seconds, as the status page does, while a run lasts."""
+
+    def __init__(self, url: str, interval: float):
+        self.url, self.interval = url + "/status", interval
+        self.stop, self.polls, self.failures = threading.Event(), 0, 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.wait(self.interval):
+                try:
+                    ok = client.get(self.url).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.polls += 1
+                self.failures += not ok
+
+    def __enter__(self) -> "StatusPoller":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        print(f"    GET /status polls: {self.polls}, failed: {self.failures}", flush=True)
+
+
 def metrics_ab(targets: dict[str, str], concurrency: list[int], rounds: int, duration: float,
-               script: Path) -> list[Throughput]:
+               script: Path, during: dict[str, Callable[[], contextlib.AbstractContextManager]] | None = None,
+               ) -> list[Throughput]:
     """Median req/s and p50/p99 of each target over `rounds` runs, the targets' order rotating
-    every round: a slow minute on a shared machine then lands on every target, not on one."""
+    every round: a slow minute on a shared machine then lands on every target, not on one.
+    `during[name]()` is entered around each of that target's runs (e.g. a status poller)."""
     out = []
     names = list(targets)
+    during = during or {}
     for c in concurrency:
         runs: dict[str, list[tuple[float, float, float, int]]] = {n: [] for n in names}
         for name in names:
             run_wrk(targets[name] + "/v1/chat/completions", c, 1, script)  # warm-up
         for i in range(rounds):
             for name in names[i % len(names):] + names[:i % len(names)]:
-                runs[name].append(run_wrk(targets[name] + "/v1/chat/completions", c, duration, script))
+                with during.get(name, contextlib.nullcontext)():
+                    runs[name].append(run_wrk(targets[name] + "/v1/chat/completions", c, duration, script))
         for name in names:
             rs = runs[name]
             out.append(Throughput(name, c, statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs),
@@ -376,6 +412,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="only compare the router with metrics on, access log off and metrics off: ROUNDS "
                              "interleaved wrk runs of each at each --concurrency, medians reported, so a noisy "
                              "machine slows all three alike (default: 0, the full benchmark)")
+    parser.add_argument("--status-ab", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the router with and without the status page polling GET /status "
+                             "every --poll-interval: ROUNDS interleaved wrk runs, medians (default: 0)")
+    parser.add_argument("--poll-interval", type=float, nargs="+", default=[2.0],
+                        help="seconds between status polls for --status-ab, one variant each (default: 2, "
+                             "what one open page does)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -428,6 +470,16 @@ def main(args: argparse.Namespace) -> int:
 
         script = tmp / "post.lua"
         script.write_text(WRK_SCRIPT)
+        if args.status_ab:
+            ab = {"router": router_url}
+            during = {}
+            for interval in args.poll_interval:
+                name = f"router + /status every {interval:g} s"
+                ab[name] = router_url
+                during[name] = lambda interval=interval: StatusPoller(router_url, interval)
+            report.throughput = metrics_ab(ab, args.concurrency, args.status_ab, args.duration, script, during)
+            report.notes["loadavg_end"] = os.getloadavg()
+            return finish(report, args)
         if args.metrics_ab:
             ab = {name: targets[name] for name in ("router", "router (access log off)", "router (metrics off)")}
             report.throughput = metrics_ab(ab, args.concurrency, args.metrics_ab, args.duration, script)
