@@ -35,12 +35,15 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Optional
 
 SINGLE_LENGTHS = (64, 128, 256, 512, 1024)
 CONCURRENCY = (1, 4, 8, 16, 32, 64)
+DEPTHS = (0, 4096, 16384, 32768)
+PHASES = ("single", "sweep", "depth")
 
 EN_WORDS = ("river mountain engine garden signal winter harbor lantern market orbit forest copper "
             "village thunder compass library silver meadow bridge ocean canyon festival").split()
@@ -82,6 +85,17 @@ def chunk_text(obj: dict[str, Any]) -> tuple[int, Optional[dict]]:
     return n, obj.get("usage")
 
 
+def chunk_parts(obj: dict[str, Any]) -> tuple[str, str]:
+    """(answer text, reasoning text) of the first choice of one chunk."""
+    choices = obj.get("choices") or []
+    if not choices:
+        return "", ""
+    delta = choices[0].get("delta") or {}
+    answer = (delta.get("content") or "") + (choices[0].get("text") or "")
+    # Mirrored reasoning (`reasoning` beside `reasoning_content`) is the same text: count it once.
+    return answer, delta.get("reasoning_content") or delta.get("reasoning") or ""
+
+
 @dataclass
 class RequestResult:
     start: float
@@ -89,6 +103,11 @@ class RequestResult:
     token_times: list[float] = field(default_factory=list)
     usage_tokens: Optional[int] = None
     error: Optional[str] = None
+    first_response: Optional[float] = None   # first chunk with choices, text or not (llama-benchy's ttfr)
+    prompt_tokens: Optional[int] = None      # usage.prompt_tokens, as the server counted the prompt
+    cached_tokens: Optional[int] = None      # usage.prompt_tokens_details.cached_tokens (KV blocks reused)
+    text: str = ""                           # the answer (delta.content), for graders
+    reasoning: str = ""                      # delta.reasoning_content / reasoning
 
     @property
     def output_tokens(self) -> int:
@@ -134,11 +153,19 @@ def consume_stream(lines: Iterable[tuple[float, str]], start: float) -> RequestR
         if "error" in obj and not obj.get("choices"):
             res.error = f"stream error: {json.dumps(obj['error'])[:200]}"
             break
+        if obj.get("choices") and res.first_response is None:
+            res.first_response = ts
         n, usage = chunk_text(obj)
         if n:
             res.token_times.append(ts)
+            answer, reasoning = chunk_parts(obj)
+            res.text += answer
+            res.reasoning += reasoning
         if usage and usage.get("completion_tokens") is not None:
             res.usage_tokens = int(usage["completion_tokens"])
+        if usage and usage.get("prompt_tokens") is not None:
+            res.prompt_tokens = int(usage["prompt_tokens"])
+            res.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     if res.error is None and not res.token_times:
         res.error = "no tokens in stream"
     return res
@@ -246,6 +273,148 @@ def compare_tables(a: dict, b: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+# ---------------------------------------------------------------------------- depth (llama-benchy style)
+
+def filler(seed: int, words: int) -> str:
+    """Deterministic English filler text for context depth."""
+    rng = random.Random(f"depth:{seed}")
+    return " ".join(rng.choice(EN_WORDS) for _ in range(words))
+
+
+class TokenizerPrompts:
+    """Prompt text of an exact token count, by the model's own tokenizer (transformers)."""
+
+    def __init__(self, tokenizer: Any, name: str):
+        self.tok, self.name = tokenizer, name
+        self.counting = f"tokenizer {name}"
+
+    def estimate(self, text: str) -> float:
+        return float(len(self.tok.encode(text, add_special_tokens=False)))
+
+    def text(self, head: str, n: int, seed: int) -> str:
+        if n <= self.estimate(head):
+            raise ValueError(f"cannot build a {n}-token prompt: its unique head alone is longer")
+        words = max(n, 16)
+        while True:
+            ids = self.tok.encode(head + " " + filler(seed, words), add_special_tokens=False)
+            if len(ids) >= n:
+                break
+            words *= 2
+        # Cutting token ids and decoding can merge or split at the cut: re-count and move the cut.
+        k, text = n, ""
+        for _ in range(8):
+            text = self.tok.decode(ids[:k])
+            m = int(self.estimate(text))
+            if m == n:
+                break
+            k += n - m
+        return text
+
+
+class CalibratedPrompts:
+    """Without a tokenizer: words x tokens-per-word, the rate measured from the server's usage.prompt_tokens."""
+
+    def __init__(self, rate: float):
+        if not rate > 0:
+            raise ValueError(f"the server's prompt_tokens did not grow with the prompt (rate {rate})")
+        self.rate = rate
+        self.counting = f"calibrated through usage.prompt_tokens ({rate:.3f} tokens/word)"
+
+    def estimate(self, text: str) -> float:
+        return self.rate * len(text.split())
+
+    def text(self, head: str, n: int, seed: int) -> str:
+        words = round(n / self.rate) - len(head.split())
+        if words < 1:
+            raise ValueError(f"cannot build a {n}-token prompt: its unique head alone is longer")
+        return head + " " + filler(seed, words)
+
+
+def depth_messages(prompts, head: str, depth: int, pp: int, overhead: int, seed: int) -> list[dict[str, str]]:
+    """llama-benchy's layout: the depth as a system message, then the pp prompt as the user turn.
+
+    `head` (unique per request) opens the first message, so no two requests share more than the
+    chat template's few opening tokens: less than one KV-cache block, so block reuse (prefix caching)
+    finds nothing to reuse. The template's own tokens (`overhead`) are taken off the user part, so
+    the server counts depth + pp tokens."""
+    if depth > 0:
+        return [{"role": "system", "content": prompts.text(head, depth, seed)},
+                {"role": "user", "content": prompts.text("Continue:", pp - overhead, seed + 1)}]
+    return [{"role": "user", "content": prompts.text(head, pp - overhead, seed)}]
+
+
+@dataclass
+class DepthRun:
+    """One request of the depth phase, timed on the client clock (seconds)."""
+    prompt_tokens: int        # as the server counted it (usage), else as built
+    ttfr: Optional[float]     # first chunk with choices
+    e2e_ttft: Optional[float]  # first chunk with generated text
+    tg_tps: Optional[float]   # (completion tokens - 1) / (last token - first token)
+    cached_tokens: Optional[int] = None  # what the server says it reused (should be 0)
+    error: Optional[str] = None
+
+
+def metric(values: list[float]) -> Optional[dict[str, Any]]:
+    """llama-benchy's BenchmarkMetric: mean, population std, raw values."""
+    if not values:
+        return None
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "values": values}
+
+
+def depth_benchmark(depth: int, pp: int, tg: int, runs: list[DepthRun], latency: float) -> dict[str, Any]:
+    """One llama-benchy `BenchmarkRun` (concurrency 1, no context-prefill phase) from timed runs."""
+    ok = [r for r in runs if r.error is None and r.ttfr is not None]
+    est = [max(r.ttfr - latency, 0.0) for r in ok]
+    pp_speeds = [r.prompt_tokens / e for r, e in zip(ok, est) if e > 0]
+    tg_speeds = [r.tg_tps for r in ok if r.tg_tps is not None]
+    pp_m, tg_m = metric(pp_speeds), metric(tg_speeds)
+    return {"concurrency": 1, "context_size": depth, "prompt_size": pp, "response_size": tg,
+            "is_context_prefill_phase": False,
+            "pp_throughput": pp_m, "pp_req_throughput": pp_m, "tg_throughput": tg_m, "tg_req_throughput": tg_m,
+            "peak_throughput": None, "peak_req_throughput": None,
+            "ttfr": metric([r.ttfr * 1000 for r in ok]), "est_ppt": metric([e * 1000 for e in est]),
+            "e2e_ttft": metric([r.e2e_ttft * 1000 for r in ok if r.e2e_ttft is not None]),
+            # Ours, beside llama-benchy's fields: what the server counted, and failures.
+            "prompt_tokens": [r.prompt_tokens for r in ok], "cached_tokens": [r.cached_tokens for r in ok],
+            "runs": len(runs), "errors": len(runs) - len(ok),
+            "first_error": next((r.error for r in runs if r.error), None)}
+
+
+def depth_table(doc: dict[str, Any]) -> str:
+    """The llama-benchy Markdown table (concurrency 1): model | test | t/s | ttfr | est_ppt | e2e_ttft."""
+    def fmt(m: Optional[dict]) -> str:
+        return "" if not m else f"{m['mean']:.2f} ± {m['std']:.2f}"
+
+    out = ["| model | test | t/s | ttfr (ms) | est_ppt (ms) | e2e_ttft (ms) |",
+           "|:--|--:|--:|--:|--:|--:|"]
+    for b in doc["benchmarks"]:
+        d = f" @ d{b['context_size']}" if b["context_size"] else ""
+        out.append(f"| {doc['model']} | pp{b['prompt_size']}{d} | {fmt(b['pp_throughput'])} | {fmt(b['ttfr'])} | "
+                   f"{fmt(b['est_ppt'])} | {fmt(b['e2e_ttft'])} |")
+        out.append(f"| {doc['model']} | tg{b['response_size']}{d} | {fmt(b['tg_throughput'])} |  |  |  |")
+    return "\n".join(out) + "\n"
+
+
+def compare_depth(a: dict, b: dict) -> str:
+    """pp and tg t/s of two depth documents side by side, matched on (depth, pp, tg)."""
+    def key(x: dict) -> tuple:
+        return x["context_size"], x["prompt_size"], x["response_size"]
+
+    rows_b = {key(x): x for x in b["benchmarks"]}
+    out = ["| test | A t/s | B t/s | B/A |", "| --- | ---: | ---: | ---: |"]
+    for xa in a["benchmarks"]:
+        xb = rows_b.get(key(xa))
+        if xb is None:
+            continue
+        d = f" @ d{xa['context_size']}" if xa["context_size"] else ""
+        for name, field_ in ((f"pp{xa['prompt_size']}{d}", "pp_throughput"), (f"tg{xa['response_size']}{d}", "tg_throughput")):
+            va = (xa[field_] or {}).get("mean")
+            vb = (xb[field_] or {}).get("mean")
+            ratio = vb / va if va and vb is not None else None
+            out.append(f"| {name} | {_fmt(va, 2)} | {_fmt(vb, 2)} | {_fmt(ratio, 2)} |")
+    return "\n".join(out) + "\n"
+
+
 # ---------------------------------------------------------------------------- network
 
 def chat_body(model: str, prompt: str, max_tokens: int, seed: int, ignore_eos: bool) -> dict[str, Any]:
@@ -334,6 +503,162 @@ async def run_all(args: argparse.Namespace, model: str, plan: list[Plan]) -> lis
     return rows
 
 
+def tokenizer_names(model: str, explicit: Optional[str]) -> list[str]:
+    """Where to look for the model's tokenizer: --tokenizer, else the registry's ids for the name."""
+    if explicit:
+        return [] if explicit == "none" else [explicit]
+    names = [model]
+    try:
+        from configs.registry import load_registry
+        m = load_registry().find(model)
+    except Exception:  # the registry is optional here: bench works against any server
+        m = None
+    if m is not None:
+        names = [m.id] + ([m.build.source] if m.build and m.build.source else []) + names
+    return list(dict.fromkeys(names))
+
+
+class _TokenizerJson:
+    """A tokenizer.json through the `tokenizers` library: what AutoTokenizer would use, without
+    importing transformers (and torch), which takes seconds."""
+
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer
+        self.tok = Tokenizer.from_file(path)
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
+
+
+def _cached(name: str, filename: str) -> Optional[str]:
+    """`filename` of a directory, or of an HF repo in the local cache (no network)."""
+    local = Path(name) / filename
+    if local.is_file():
+        return str(local)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        hit = try_to_load_from_cache(name, filename)
+    except Exception:  # not an HF repo id, or no huggingface_hub
+        return None
+    return hit if isinstance(hit, str) else None
+
+
+def load_tokenizer(names: list[str]) -> Optional[TokenizerPrompts]:
+    """The first of `names` found offline (a directory, or the local HF cache): its tokenizer.json,
+    else transformers' AutoTokenizer (local_files_only) where only a tokenizer_config.json is there."""
+    for name in names:
+        path = _cached(name, "tokenizer.json")
+        try:
+            if path:
+                return TokenizerPrompts(_TokenizerJson(path), name)
+            if _cached(name, "tokenizer_config.json"):
+                from transformers import AutoTokenizer
+                return TokenizerPrompts(AutoTokenizer.from_pretrained(name, local_files_only=True), name)
+        except Exception:  # unreadable, or no transformers: the next name, then calibrate
+            continue
+    return None
+
+
+async def served_prompt_tokens(client, url: str, model: str, messages: list[dict[str, str]]) -> Optional[int]:
+    """usage.prompt_tokens the server reports for `messages` (a 1-token request)."""
+    body = {**chat_body(model, "", 1, 0, False), "messages": messages}
+    res = await one_request(client, url, body)
+    if res.error and res.error != "no tokens in stream":
+        raise RuntimeError(f"calibration request failed: {res.error}")
+    return res.prompt_tokens
+
+
+async def calibrate(client, url: str, model: str, prompts, run_id: str, seed: int):
+    """(prompts, overhead per layout): the chat template's token cost for [user] and [system, user].
+
+    Without a tokenizer, first the tokens-per-word rate: two prompts of known word counts."""
+    if prompts is None:
+        sizes = (64, 576)
+        counts = []
+        for k in sizes:
+            n = await served_prompt_tokens(client, url, model, [{"role": "user", "content": filler(seed + k, k)}])
+            if n is None:
+                raise RuntimeError("the server reports no usage.prompt_tokens and no tokenizer was found: "
+                                   "pass --tokenizer with a local tokenizer")
+            counts.append(n)
+        prompts = CalibratedPrompts((counts[1] - counts[0]) / (sizes[1] - sizes[0]))
+    overhead = {}
+    for depth in (0, 1):
+        msgs = depth_messages(prompts, f"[{run_id}-probe{depth}]", 64 * depth, 128, 0, seed)
+        n = await served_prompt_tokens(client, url, model, msgs)
+        built = sum(prompts.estimate(m["content"]) for m in msgs)
+        overhead[depth] = 0 if n is None else round(n - built)
+    return prompts, overhead
+
+
+async def measure_latency(client, base: str, url: str, model: str, mode: str, run_id: str) -> float:
+    """llama-benchy's latency modes: `api` (GET /models to headers), `generation` (first chunk of a
+    1-token request), `none`. Subtracted from ttfr to estimate the server's prompt processing time."""
+    if mode == "none":
+        return 0.0
+    times = []
+    for i in range(3):
+        t0 = time.perf_counter()
+        if mode == "api":
+            async with client.stream("GET", base + "/models") as resp:
+                times.append(time.perf_counter() - t0)
+                await resp.aread()
+        else:
+            res = await one_request(client, url, chat_body(model, f"[{run_id}-lat{i}] hello", 1, 0, False))
+            if res.first_response is not None:
+                times.append(res.first_response - res.start)
+    return statistics.fmean(times) if times else 0.0
+
+
+async def run_depth(args: argparse.Namespace, model: str, run_id: str) -> dict[str, Any]:
+    """pp and tg at each --depths, as a llama-benchy JSON document (concurrency 1)."""
+    import httpx
+    from tqdm import tqdm
+
+    base = args.url.rstrip("/")
+    url = base + "/chat/completions"
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    prompts = load_tokenizer(tokenizer_names(model, args.tokenizer))
+    async with httpx.AsyncClient(timeout=httpx.Timeout(args.timeout), headers=headers) as client:
+        prompts, overhead = await calibrate(client, url, model, prompts, run_id, args.seed)
+        latency = await measure_latency(client, base, url, model, args.latency_mode, run_id)
+        benchmarks = []
+        total = len(args.depths) * args.depth_runs
+        with tqdm(total=total, desc="depth", unit="req", file=sys.stderr, disable=args.quiet) as bar:
+            for depth in args.depths:
+                bar.set_postfix_str(f"d={depth}")
+                ovh = overhead[1 if depth else 0]
+                target = depth + args.pp
+                # One 1-token request at full size: checks the count (calibrated: corrects it) and
+                # warms this size up. Its head is unique too, so it leaves nothing the runs could reuse.
+                # Same filler in every request of a depth (only the head differs), so the counts agree.
+                for attempt in range(3):
+                    msgs = depth_messages(prompts, f"[{run_id}-d{depth}-c{attempt}]", depth, args.pp, ovh, args.seed)
+                    n = await served_prompt_tokens(client, url, model, msgs)
+                    if n is None or n == target:
+                        break
+                    ovh += n - target
+                runs = []
+                for i in range(args.depth_runs):
+                    msgs = depth_messages(prompts, f"[{run_id}-d{depth}-r{i}]", depth, args.pp, ovh, args.seed)
+                    body = {**chat_body(model, "", args.tg, args.seed + i, args.ignore_eos), "messages": msgs}
+                    res = await one_request(client, url, body)
+                    ttft = res.ttft
+                    runs.append(DepthRun(prompt_tokens=res.prompt_tokens or target,
+                                         ttfr=None if res.first_response is None else res.first_response - res.start,
+                                         e2e_ttft=ttft, tg_tps=res.decode_tps, cached_tokens=res.cached_tokens,
+                                         error=None if res.ok else res.error))
+                    bar.update(1)
+                benchmarks.append(depth_benchmark(depth, args.pp, args.tg, runs, latency))
+    return {"version": "scripts/bench.py", "timestamp": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "latency_mode": args.latency_mode, "latency_ms": latency * 1000, "model": model,
+            "prefix_caching_enabled": False, "max_concurrency": 1, "token_counting": prompts.counting,
+            "unique_prefix": f"every request opens with [{run_id}-<depth>-<run>]", "benchmarks": benchmarks}
+
+
 def resolve_model(args: argparse.Namespace) -> str:
     if args.model:
         return args.model
@@ -348,17 +673,55 @@ def resolve_model(args: argparse.Namespace) -> str:
 
 # ---------------------------------------------------------------------------- output
 
-def write_results(out_dir: Path, meta: dict[str, Any], rows: list[LevelStats]) -> dict[str, Path]:
+def write_results(out_dir: Path, meta: dict[str, Any], rows: list[LevelStats],
+                  depth: Optional[dict[str, Any]] = None) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "md": out_dir / "results.md"}
     dicts = [asdict(r) for r in rows]
-    paths["json"].write_text(json.dumps({**meta, "rows": dicts}, indent=2, ensure_ascii=False) + "\n")
+    doc = {**meta, "rows": dicts, **({"depth": depth} if depth else {})}
+    paths["json"].write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     with paths["csv"].open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(dicts[0]) if dicts else [f for f in LevelStats.__dataclass_fields__])
         w.writeheader()
         w.writerows(dicts)
-    paths["md"].write_text(f"# Benchmark: {meta['model']} at {meta['url']}\n\n" + markdown_tables(rows))
+    md = f"# Benchmark: {meta['model']} at {meta['url']}\n\n" + markdown_tables(rows)
+    if depth:
+        md += f"\n### Speed at depth\n\n{depth_table(depth)}\ntokens: {depth['token_counting']}\n"
+        paths["depth_json"] = out_dir / "depth.json"
+        paths["depth_md"] = out_dir / "depth.md"
+        paths["depth_json"].write_text(json.dumps(depth, indent=2, ensure_ascii=False) + "\n")
+        paths["depth_md"].write_text(depth_table(depth))
+    paths["md"].write_text(md)
     return paths
+
+
+def plot_depth(docs: list[dict], path: Path) -> Optional[Path]:
+    """pp and tg t/s against context depth, one line per document with a depth phase."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = [d for d in docs if d.get("depth")]
+    if not docs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for doc in docs:
+        bs = sorted(doc["depth"]["benchmarks"], key=lambda b: b["context_size"])
+        for ax, key in zip(axes, ("pp_throughput", "tg_throughput")):
+            pts = [(b["context_size"], b[key]["mean"]) for b in bs if b[key]]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=doc.get("label") or doc["model"])
+    for ax, title in zip(axes, ("Prompt processing (pp)", "Generation (tg)")):
+        ax.set_xlabel("context depth (tokens)")
+        ax.set_ylabel("tokens/s")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot(docs: list[dict], out_dir: Path) -> list[Path]:
@@ -400,7 +763,8 @@ def plot(docs: list[dict], out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / fname, dpi=110)
         plt.close(fig)
         written.append(out_dir / fname)
-    return written
+    depth = plot_depth(docs, out_dir / "speed_vs_depth.png")
+    return written + ([depth] if depth else [])
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -412,6 +776,24 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     if not vals or any(v <= 0 for v in vals):
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return vals
+
+
+def _depths(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not vals or any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected depths >= 0, got {text!r}")
+    return vals
+
+
+def _phases(text: str) -> list[str]:
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [v for v in vals if v not in PHASES]
+    if not vals or bad:
+        raise argparse.ArgumentTypeError(f"phases must be among {list(PHASES)}, got {text!r}")
     return vals
 
 
@@ -439,6 +821,21 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="sweep requests per level = rounds x concurrency (default: 2)")
     parser.add_argument("--min-requests", type=int, default=4, help="at least this many requests per sweep level (default: 4)")
     parser.add_argument("--langs", type=_langs, default=["en", "ja"], help="prompt languages (default: en,ja)")
+    parser.add_argument("--phases", type=_phases, default=list(PHASES),
+                        help="what to run (default: single,sweep,depth)")
+    parser.add_argument("--depths", type=_depths, default=list(DEPTHS),
+                        help="context depths of the depth phase, in tokens (default: 0,4096,16384,32768)")
+    parser.add_argument("--pp", type=int, default=2048,
+                        help="prompt tokens processed at each depth, llama-benchy's --pp (default: 2048)")
+    parser.add_argument("--tg", type=int, default=32,
+                        help="tokens generated at each depth, llama-benchy's --tg (default: 32)")
+    parser.add_argument("--depth-runs", type=int, default=3, help="requests per depth (default: 3)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="HF tokenizer id or directory for exact prompt sizes, loaded offline; 'none' "
+                             "calibrates through the server's usage.prompt_tokens instead (default: the "
+                             "model's checkpoint from the registry, if in the local HF cache)")
+    parser.add_argument("--latency-mode", choices=["generation", "api", "none"], default="generation",
+                        help="latency taken off ttfr for est_ppt, as llama-benchy (default: generation)")
     parser.add_argument("--prompt-words", type=int, default=64, help="words in each generated prompt (default: 64)")
     parser.add_argument("--seed", type=int, default=1234, help="seed for prompts and sampling (default: 1234)")
     parser.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
@@ -463,27 +860,41 @@ def main(args: argparse.Namespace) -> int:
         for d, p in zip(docs, args.compare):
             d["label"] = d.get("label") or p.parent.name or p.stem
         table = compare_tables(docs[0], docs[1])
+        if docs[0].get("depth") and docs[1].get("depth"):
+            table += "\n" + compare_depth(docs[0]["depth"], docs[1]["depth"])
         print(table)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         (args.out_dir / "compare.md").write_text(table)
         for path in plot(docs, args.out_dir):
             print(f"wrote {path}")
         return 0
-    for name in ("single_requests", "rounds", "sweep_output_len", "prompt_words", "min_requests"):
+    for name in ("single_requests", "rounds", "sweep_output_len", "prompt_words", "min_requests", "pp", "tg",
+                 "depth_runs"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be positive")
     model = resolve_model(args)
-    plan = build_plan(args)
+    plan = [p for p in build_plan(args) if p.phase in args.phases]
     t0 = time.time()
-    rows = asyncio.run(run_all(args, model, plan))
+    rows = asyncio.run(run_all(args, model, plan)) if plan else []
+    depth = None
+    if "depth" in args.phases:
+        try:
+            depth = asyncio.run(run_depth(args, model, uuid.uuid4().hex[:12]))
+        except (ValueError, RuntimeError) as exc:
+            raise SystemExit(f"depth phase: {exc}")
     meta = {"url": args.url, "model": model, "label": args.label or model, "started": t0,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                          if k not in ("api_key", "compare")}}
-    paths = write_results(args.out_dir, meta, rows)
+    paths = write_results(args.out_dir, meta, rows, depth)
     print(markdown_tables(rows))
-    for path in list(paths.values()) + plot([{**meta, "rows": [asdict(r) for r in rows]}], args.out_dir):
+    if depth:
+        print(depth_table(depth) + f"\ntokens: {depth['token_counting']}\n")
+    doc = {**meta, "rows": [asdict(r) for r in rows], **({"depth": depth} if depth else {})}
+    for path in list(paths.values()) + plot([doc], args.out_dir):
         print(f"wrote {path}")
-    return 1 if rows and all(r.errors == r.requests for r in rows) else 0
+    failed_rows = rows and all(r.errors == r.requests for r in rows)
+    failed_depth = depth and all(b["errors"] == b["runs"] for b in depth["benchmarks"])
+    return 1 if failed_rows or failed_depth else 0
 
 
 if __name__ == "__main__":

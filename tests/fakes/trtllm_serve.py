@@ -23,6 +23,11 @@ Reasoning, as the real models and parsers do it (--think-style, --reasoning-pars
   unless enable_thinking is false); streamed deltas carry both content and reasoning_content.
 The thinking part streams in 3-character pieces, so tags arrive cut ("<th" | "ink>").
 
+Prompt tokens: whitespace words (role values included) by default; with --tokenizer DIR, the
+ChatML-templated prompt (Qwen3's template shape) counted by that tokenizer.json, with trtllm's KV
+block reuse imitated: usage.prompt_tokens_details.cached_tokens = the leading full 32-token blocks
+an earlier prompt already had (see PromptCounter).
+
 Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
                        "token_interval": 0.01, "gate": true, "die_after_events": 3}
@@ -38,6 +43,7 @@ import json
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 from fastapi import FastAPI, Request
@@ -275,6 +281,13 @@ class Behaviour:
         self.die_after_events: int | None = None
         self.released = asyncio.Semaphore(0)
         self.requests: list[dict[str, Any]] = []
+        self.prompt_counter = PromptCounter(args.tokenizer) if args.tokenizer else None
+
+    def prompt_tokens(self, messages: list[dict[str, Any]]) -> tuple[int, int | None]:
+        if self.prompt_counter is None:
+            return count_words(messages), None
+        return self.prompt_counter.count(messages)
+
 
 
 def count_words(value: Any) -> int:
@@ -285,6 +298,50 @@ def count_words(value: Any) -> int:
     if isinstance(value, dict):
         return sum(count_words(v) for v in value.values())
     return 0
+
+
+def message_text(m: dict[str, Any]) -> str:
+    c = m.get("content")
+    if isinstance(c, list):
+        c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
+    return c if isinstance(c, str) else ""
+
+
+class PromptCounter:
+    """usage.prompt_tokens as trtllm-serve reports it: len(prompt_token_ids) of the templated prompt
+    (tensorrt_llm/serve/postprocess_handlers.py, NVIDIA/TensorRT-LLM 01bf192), here with a ChatML
+    template like Qwen3's: <|im_start|>role\ncontent<|im_end|>\n per message, <|im_start|>assistant\n.
+    Block reuse as KvCacheConfig.enable_block_reuse: only whole blocks (tokens_per_block, default 32)
+    of a prefix seen before are reused; usage.prompt_tokens_details.cached_tokens says how many."""
+
+    OPEN, CLOSE, NL = -1, -2, -3  # special tokens: never merge with text
+    BLOCK = 32
+
+    def __init__(self, tokenizer_dir: str):
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+        self.seen: set[int] = set()
+
+    def ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        out: list[int] = []
+        for m in messages:
+            out += [self.OPEN, *self.tok.encode(str(m.get("role", "")), add_special_tokens=False).ids, self.NL,
+                    *self.tok.encode(message_text(m), add_special_tokens=False).ids, self.CLOSE, self.NL]
+        return out + [self.OPEN, *self.tok.encode("assistant", add_special_tokens=False).ids, self.NL]
+
+    def count(self, messages: list[dict[str, Any]]) -> tuple[int, int]:
+        """(prompt tokens, cached tokens) for this prompt; remembers its blocks for later prompts."""
+        ids = self.ids(messages)
+        h, cached, reusing = 0, 0, True
+        for i in range(0, len(ids) - len(ids) % self.BLOCK, self.BLOCK):
+            h = hash((h, tuple(ids[i:i + self.BLOCK])))
+            if reusing and h in self.seen:
+                cached += self.BLOCK
+            else:
+                reusing = False
+                self.seen.add(h)
+        return len(ids), cached
 
 
 def create_app(args: argparse.Namespace) -> FastAPI:
@@ -366,8 +423,11 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             await pace(i)
             yield event
 
-    def usage(prompt: int, completion: int) -> dict:
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    def usage(prompt: int, completion: int, cached: int | None = None) -> dict:
+        out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        if cached is not None:
+            out["prompt_tokens_details"] = {"cached_tokens": cached}
+        return out
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatCompletionRequest, request: Request) -> Response:
@@ -382,7 +442,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         toks = [prefix[i:i + 3] for i in range(0, len(prefix), 3)] + answer
         parsing = b.reasoning_parser != "none"
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        prompt_tokens = count_words(req.messages)
+        prompt_tokens, cached = b.prompt_tokens(req.messages)
         if not req.stream:
             if req.stream_options is not None:
                 return error_response("Stream options can only be defined when `stream=True`.")
@@ -394,7 +454,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
                         "logprobs": None, "finish_reason": finish, "stop_reason": None}
                        for i in range(req.n)]
             return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n)})
+                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n, cached)})
 
         def chunk(choices: list, **extra: Any) -> str:
             return sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -419,7 +479,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         events.append(chunk([{"index": i, "delta": delta(i, "", final=True), "logprobs": None,
                               "finish_reason": finish, "stop_reason": None} for i in range(req.n)]))
         if req.stream_options and req.stream_options.include_usage:
-            events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n)))
+            events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n, cached)))
         events.append("data: [DONE]\n\n")
         return StreamingResponse(stream_events(events), media_type="text/event-stream")
 
@@ -489,6 +549,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="how the fake model writes its reasoning (default: none)")
     parser.add_argument("--reasoning-parser", choices=["none", "qwen3", "deepseek-r1", "nano-v3"], default="none",
                         help="trtllm-serve's --reasoning_parser to imitate (default: none)")
+    parser.add_argument("--tokenizer", default=None,
+                        help="directory with a tokenizer.json: count chat prompt tokens with it, ChatML-templated, "
+                             "and imitate KV block reuse (default: whitespace words)")
+
 
 
 def main(args: argparse.Namespace) -> int:

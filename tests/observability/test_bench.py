@@ -7,10 +7,12 @@ import json
 import subprocess
 import sys
 
+import httpx
 import pytest
 
 from scripts import bench
-from tests.conftest import QWEN, REPO
+from tests.conftest import QWEN, REPO, FakeBackend, free_port
+from tests.fakes.tiny_tokenizer import write_tiny_tokenizer
 
 
 def chunk(content: str = "", reasoning: str | None = None, usage: dict | None = None, choices: bool = True) -> str:
@@ -113,6 +115,11 @@ def test_bad_flag_values_are_refused_with_a_message():
         parser.parse_args(["--concurrency", "1,x"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--langs", "en,fr"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--depths", "0,-1"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--phases", "single,warp"])
+    assert parser.parse_args(["--depths", "0,4096"]).depths == [0, 4096]
 
 
 def test_a_run_against_the_fake_backend_writes_tables_json_csv_and_plots(fake_backend, tmp_path):
@@ -120,7 +127,7 @@ def test_a_run_against_the_fake_backend_writes_tables_json_csv_and_plots(fake_ba
     out = tmp_path / "run"
     cmd = [sys.executable, "scripts/bench.py", "--url", fb.url + "/v1", "--model", "qwen",
            "--single-lengths", "16,32", "--single-requests", "2", "--concurrency", "1,4",
-           "--sweep-output-len", "16", "--langs", "en,ja", "--out-dir", str(out), "--quiet"]
+           "--sweep-output-len", "16", "--langs", "en,ja", "--phases", "single,sweep", "--out-dir", str(out), "--quiet"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "### Single stream" in proc.stdout and "### Concurrency sweep" in proc.stdout
@@ -146,3 +153,120 @@ def test_a_run_against_the_fake_backend_writes_tables_json_csv_and_plots(fake_ba
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "| 1.00 |" in proc.stdout and (cmp_out / "sweep_throughput.png").exists()
+
+
+# ---------------------------------------------------------------------------- depth (llama-benchy style)
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(tmp_path_factory):
+    return write_tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+def test_prompts_built_with_the_tokenizer_have_exactly_the_asked_token_count(tiny_tokenizer):
+    prompts = bench.load_tokenizer([str(tiny_tokenizer)])
+    assert prompts is not None and prompts.counting == f"tokenizer {tiny_tokenizer}"
+    for n in (17, 100, 1000, 5000):
+        text = prompts.text("[run1-d0-r0]", n, seed=3)
+        assert text.startswith("[run1-d0-r0] ")
+        assert prompts.estimate(text) == n
+    with pytest.raises(ValueError, match="head alone"):
+        prompts.text("[a long unique head for the prompt]", 3, seed=3)
+
+
+def test_no_tokenizer_found_means_none_and_none_is_never_looked_up(tmp_path):
+    assert bench.load_tokenizer([str(tmp_path / "missing"), "no-such-org/no-such-model"]) is None
+    assert bench.tokenizer_names("qwen", "none") == []
+    # A registry alias resolves to the checkpoint id, then its source repo, then the name itself.
+    assert bench.tokenizer_names("qwen", None) == ["nvidia/Qwen3-30B-A3B-FP4", "Qwen/Qwen3-30B-A3B", "qwen"]
+
+
+def test_calibrated_prompts_scale_words_by_the_measured_rate():
+    prompts = bench.CalibratedPrompts(rate=2.0)
+    text = prompts.text("[h]", 200, seed=1)
+    assert len(text.split()) == 100 and prompts.estimate(text) == 200.0
+    with pytest.raises(ValueError, match="did not grow"):
+        bench.CalibratedPrompts(rate=0.0)
+
+
+def test_depth_layout_puts_the_unique_head_first_and_the_template_cost_on_the_user_turn():
+    prompts = bench.CalibratedPrompts(rate=1.0)
+    msgs = bench.depth_messages(prompts, "[x-1]", 50, 20, 5, seed=1)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"].startswith("[x-1] ") and len(msgs[0]["content"].split()) == 50
+    assert len(msgs[1]["content"].split()) == 15
+    only = bench.depth_messages(prompts, "[x-2]", 0, 20, 5, seed=1)
+    assert len(only) == 1 and only[0]["content"].startswith("[x-2] ") and len(only[0]["content"].split()) == 15
+
+
+def test_pp_and_tg_speeds_at_depth_follow_llama_benchy_definitions():
+    runs = [bench.DepthRun(prompt_tokens=1000, ttfr=0.6, e2e_ttft=0.61, tg_tps=40.0, cached_tokens=0),
+            bench.DepthRun(prompt_tokens=1000, ttfr=1.1, e2e_ttft=1.12, tg_tps=60.0, cached_tokens=0),
+            bench.DepthRun(prompt_tokens=0, ttfr=None, e2e_ttft=None, tg_tps=None, error="HTTP 503: down")]
+    b = bench.depth_benchmark(4096, 1000, 32, runs, latency=0.1)
+    # est_ppt = ttfr - latency: 0.5 s and 1.0 s; pp t/s = prompt tokens / est_ppt.
+    assert b["pp_throughput"]["values"] == pytest.approx([2000.0, 1000.0])
+    assert b["pp_throughput"]["mean"] == pytest.approx(1500.0) and b["pp_throughput"]["std"] == pytest.approx(500.0)
+    assert b["tg_throughput"]["mean"] == pytest.approx(50.0)
+    assert b["est_ppt"]["values"] == pytest.approx([500.0, 1000.0])
+    assert (b["runs"], b["errors"], b["first_error"]) == (3, 1, "HTTP 503: down")
+    doc = {"model": "m", "benchmarks": [bench.depth_benchmark(0, 1000, 32, runs[:2], 0.1), b]}
+    table = bench.depth_table(doc)
+    assert "| model | test | t/s | ttfr (ms) | est_ppt (ms) | e2e_ttft (ms) |" in table
+    assert "| m | pp1000 | 1500.00 ± 500.00 | 850.00 ± 250.00 | 750.00 ± 250.00 | 865.00 ± 255.00 |" in table
+    assert "| m | tg32 @ d4096 | 50.00 ± 10.00 |  |  |  |" in table
+    faster = {"model": "m", "benchmarks": [{**b, "tg_throughput": bench.metric([100.0])}]}
+    assert "| tg32 @ d4096 | 50.00 | 100.00 | 2.00 |" in bench.compare_depth({"benchmarks": [b]}, faster)
+
+
+@pytest.fixture(scope="module")
+def tokenizing_fake(tiny_tokenizer):
+    """One fake that counts prompts with the tiny tokenizer and imitates KV block reuse."""
+    fb = FakeBackend(free_port(), QWEN, ["--tokenizer", str(tiny_tokenizer), "--output-tokens", "64"]).start()
+    yield fb
+    fb.stop()
+
+
+def test_the_fake_reuses_kv_blocks_of_a_repeated_prefix(tokenizing_fake):
+    body = {"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": bench.filler(99, 200)}]}
+    first = httpx.post(tokenizing_fake.url + "/v1/chat/completions", json=body, timeout=10).json()["usage"]
+    again = httpx.post(tokenizing_fake.url + "/v1/chat/completions", json=body, timeout=10).json()["usage"]
+    assert first["prompt_tokens_details"]["cached_tokens"] == 0
+    assert again["prompt_tokens_details"]["cached_tokens"] == again["prompt_tokens"] // 32 * 32 > 0
+
+
+def run_bench(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    bench.add_cli_args(parser)
+    return bench.main(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("tokenizer", ["dir", "none"])
+def test_depth_runs_hit_the_asked_token_counts_with_nothing_reused(tokenizing_fake, tiny_tokenizer, tmp_path,
+                                                                   tokenizer, capsys):
+    fb = tokenizing_fake
+    out = tmp_path / "depth"
+    seen = len(fb.requests())
+    assert run_bench(["--url", fb.url + "/v1", "--model", "qwen", "--phases", "depth", "--depths", "0,300,2000",
+                      "--pp", "64", "--tg", "8", "--depth-runs", "2", "--out-dir", str(out), "--latency-mode", "none",
+                      "--tokenizer", str(tiny_tokenizer) if tokenizer == "dir" else "none", "--quiet"]) == 0
+    stdout = capsys.readouterr().out
+    doc = json.loads((out / "depth.json").read_text())
+    assert {"version", "timestamp", "latency_mode", "latency_ms", "model", "max_concurrency", "benchmarks"} <= set(doc)
+    assert [(b["context_size"], b["prompt_size"], b["response_size"]) for b in doc["benchmarks"]] == [
+        (0, 64, 8), (300, 64, 8), (2000, 64, 8)]
+    for b in doc["benchmarks"]:
+        assert b["errors"] == 0 and b["cached_tokens"] == [0, 0]
+        assert len(b["pp_throughput"]["values"]) == 2 and b["tg_throughput"]["mean"] > 0
+        target = b["context_size"] + b["prompt_size"]
+        if tokenizer == "dir":
+            assert b["prompt_tokens"] == [target, target]
+        else:  # calibrated to the word: within a few tokens of the target
+            assert all(abs(n - target) <= 8 for n in b["prompt_tokens"]), b["prompt_tokens"]
+    assert ("tokenizer" if tokenizer == "dir" else "calibrated") in doc["token_counting"]
+    assert "| qwen | pp64 @ d2000 |" in (out / "depth.md").read_text() and "| qwen | tg8 @ d300 |" in stdout
+    assert json.loads((out / "results.json").read_text())["depth"] == doc
+    assert (out / "speed_vs_depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Every generation request opened with its own head: no two share a prefix the cache could reuse.
+    bodies = [json.loads(r["body"]) for r in fb.requests()[seen:]]
+    heads = [b["messages"][0]["content"].split()[0] for b in bodies if b.get("max_tokens") == 8]
+    assert len(heads) == 6 and len(set(heads)) == 6
