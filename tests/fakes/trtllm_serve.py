@@ -27,6 +27,7 @@ Prompt tokens: whitespace words (role values included) by default; with --tokeni
 ChatML-templated prompt (Qwen3's template shape) counted by that tokenizer.json, with trtllm's KV
 block reuse imitated: usage.prompt_tokens_details.cached_tokens = the leading full 32-token blocks
 an earlier prompt already had (see PromptCounter).
+--eval-answers good|bad answers the cases of scripts/eval_cases.yaml with their canned answers.
 
 Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
@@ -282,12 +283,16 @@ class Behaviour:
         self.released = asyncio.Semaphore(0)
         self.requests: list[dict[str, Any]] = []
         self.prompt_counter = PromptCounter(args.tokenizer) if args.tokenizer else None
+        self.eval_answers = load_eval_answers(args.eval_cases, args.eval_answers) if args.eval_answers else {}
 
     def prompt_tokens(self, messages: list[dict[str, Any]]) -> tuple[int, int | None]:
         if self.prompt_counter is None:
             return count_words(messages), None
         return self.prompt_counter.count(messages)
 
+    def eval_answer(self, messages: list[dict[str, Any]]) -> str | None:
+        users = [message_text(m).strip() for m in messages if m.get("role") == "user"]
+        return self.eval_answers.get(users[-1]) if users else None
 
 
 def count_words(value: Any) -> int:
@@ -342,6 +347,15 @@ class PromptCounter:
                 reusing = False
                 self.seen.add(h)
         return len(ids), cached
+
+
+def load_eval_answers(path: str, which: str) -> dict[str, str]:
+    """{user prompt: canned answer} from the eval case file: `good` or `bad` answers."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        cases = yaml.safe_load(f)["cases"]
+    return {c["prompt"]: c[which] for c in cases if c.get(which) is not None}
 
 
 def create_app(args: argparse.Namespace) -> FastAPI:
@@ -435,6 +449,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         if not b.generate_ok:
             return error_response("executor is not running", 500, "InternalServerError")
         answer, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
+        canned = b.eval_answer(req.messages)
+        if canned is not None:
+            answer, finish = [canned[i:i + 3] for i in range(0, len(canned), 3)], "stop"
         guided = guided_text(req.response_format)
         if guided is not None:
             answer, finish = [guided[i:i + 4] for i in range(0, len(guided), 4)], "stop"
@@ -552,7 +569,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default=None,
                         help="directory with a tokenizer.json: count chat prompt tokens with it, ChatML-templated, "
                              "and imitate KV block reuse (default: whitespace words)")
-
+    parser.add_argument("--eval-answers", choices=["good", "bad"], default=None,
+                        help="answer eval cases (by their prompt) with their canned good or bad answer (default: off)")
+    parser.add_argument("--eval-cases", default=str(Path(__file__).resolve().parents[2] / "scripts" / "eval_cases.yaml"),
+                        help="the eval case file for --eval-answers (default: scripts/eval_cases.yaml)")
 
 
 def main(args: argparse.Namespace) -> int:
