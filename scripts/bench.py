@@ -4,6 +4,7 @@ Usage:
     python scripts/bench.py --url http://localhost:8000/v1 --model qwen
     python scripts/bench.py --url http://localhost:8001/v1 --model nvidia/Qwen3-30B-A3B-FP4 --out-dir bench/direct
     python scripts/bench.py --compare bench/router/results.json bench/direct/results.json
+    python scripts/bench.py --url http://localhost:8000/v1 --model qwen --phases depth --depths 0,4096,16384,32768
 
 Works against the router or a trtllm-serve directly (or any server speaking /v1/chat/completions
 with SSE). The model name is passed through as given: the router resolves aliases such as `qwen`.
@@ -22,6 +23,12 @@ Prompts are generated from a fixed seed (English and Japanese), requests carry `
 `ignore_eos` (accepted by trtllm-serve and vLLM; `--no-ignore-eos` for servers that refuse it)
 so every run asks for the same work. Results: results.json, results.csv, results.md and PNG
 plots in --out-dir.
+
+Depth phase (llama-benchy style): --pp prompt tokens after `depth` tokens of context, --tg generated,
+per depth: pp t/s = prompt tokens / (ttfr - latency), tg t/s as above; depth.md and depth.json use
+llama-benchy's table and JSON. Prompt sizes are exact with the model's tokenizer.json when found
+offline, else calibrated from the server's usage.prompt_tokens; every request opens with a unique
+head so KV-cache block reuse has nothing to reuse (depth_messages says why that suffices).
 """
 
 from __future__ import annotations
@@ -846,6 +853,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="where results.json/.csv/.md and PNGs go (default: bench-results)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), default=None,
                         help="no benchmark: print two results.json side by side and plot them into --out-dir")
+    parser.add_argument("--no-plots", dest="plots", action="store_false",
+                        help="write no PNGs (default: plots written; scripts/report.py draws its own)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (default: off)")
 
 
@@ -890,7 +899,7 @@ def main(args: argparse.Namespace) -> int:
     if depth:
         print(depth_table(depth) + f"\ntokens: {depth['token_counting']}\n")
     doc = {**meta, "rows": [asdict(r) for r in rows], **({"depth": depth} if depth else {})}
-    for path in list(paths.values()) + plot([doc], args.out_dir):
+    for path in list(paths.values()) + (plot([doc], args.out_dir) if args.plots else []):
         print(f"wrote {path}")
     failed_rows = rows and all(r.errors == r.requests for r in rows)
     failed_depth = depth and all(b["errors"] == b["runs"] for b in depth["benchmarks"])

@@ -1,5 +1,6 @@
-"""scripts/eval.py: every case's graders on canned good and bad answers, the case file's rules,
-then the suite end to end through the real router against fakes answering well and badly."""
+"""scripts/eval.py and report.py: every case's graders on canned good and bad answers, the case
+file's rules, then the suite and the report card end to end through the real router against
+fakes answering well and badly."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import pytest
 
 from scripts import eval as ev
+from scripts import report
 from tests.conftest import NEMOTRON, QWEN, FakeBackend, finish_router, free_port, start_router, wait_for
 
 CASES = ev.load_cases()
@@ -155,3 +157,65 @@ def test_a_case_filter_that_matches_nothing_is_refused(graded_stack):
     r, _, _ = graded_stack
     with pytest.raises(SystemExit, match="matches no case"):
         run_eval(["--url", r.url + "/v1", "--model", "qwen", "--only", "nothing-like-this"])
+
+
+# ---------------------------------------------------------------------------- scripts/report.py (same stack)
+
+BENCH_ARGS = ("--phases sweep,depth --concurrency 1,2 --min-requests 2 --sweep-output-len 8 "
+              "--langs en --depths 0,256 --pp 32 --tg 8 --depth-runs 1 --tokenizer none --latency-mode none")
+
+
+def run_report(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    report.add_cli_args(parser)
+    return report.main(parser.parse_args(argv))
+
+
+def md_table(md: str, header_start: str) -> list[list[str]]:
+    """The rows of the first Markdown table whose header starts with `header_start`."""
+    lines = md.splitlines()
+    i = next(n for n, ln in enumerate(lines) if ln.startswith(header_start))
+    rows = []
+    for ln in lines[i + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip("|").split("|")])
+    return rows
+
+
+def test_one_command_writes_a_report_card_for_two_models(graded_stack, tmp_path):
+    r, _, _ = graded_stack
+    out = tmp_path / "card"
+    assert run_report(["--url", r.url + "/v1", "--model", "qwen", "--model", "nemotron", "--out-dir", str(out),
+                       "--bench-args", BENCH_ARGS, "--eval-args", "--max-tokens 256 --only format,safety"]) == 0
+    md = (out / "report.md").read_text(encoding="utf-8")
+    summary = {row[0]: row for row in md_table(md, "| model | grade |")}
+    assert set(summary) == {"qwen", "nemotron"}
+    assert summary["qwen"][1:5] == ["S", "100.0%", "100.0%", "100.0%"]
+    assert summary["nemotron"][1:3] == ["D", "0.0%"]
+    assert all(float(summary[m][6]) > 0 and float(summary[m][7]) > 0 for m in summary)  # pp and tg t/s at d0
+    for section in ("## Speed at depth", "## Single stream and concurrency sweep", "### Concurrency sweep",
+                    "## Instruction following",
+                    "### By category", "### Failed cases: nemotron"):
+        assert section in md
+    assert "| qwen | pp32 @ d256 |" in md and "| nemotron | tg8 @ d256 |" in md
+    ranking = md_table(md, "| rank | model |")
+    assert [row[1] for row in ranking] == ["qwen", "nemotron"]
+    cats = {row[0]: row[1:] for row in md_table(md, "| category |")}
+    assert cats == {"format": ["6/6 (100%)", "0/6 (0%)"], "safety": ["12/12 (100%)", "0/12 (0%)"]}
+    for png in ("speed_vs_depth.png", "concurrency_sweep.png", "pass_rate_by_category.png"):
+        assert f"]({png})" in md and (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "qwen" / "bench" / "depth.json").exists() and (out / "nemotron" / "eval" / "eval.csv").exists()
+
+    # The saved runs rebuild the same card (e.g. FP4 and FP8 measured on different days).
+    again = tmp_path / "again"
+    assert run_report(["--from", str(out / "qwen"), "--from", str(out / "nemotron"), "--out-dir", str(again)]) == 0
+    md2 = (again / "report.md").read_text(encoding="utf-8")
+    assert md_table(md2, "| model | grade |") == md_table(md, "| model | grade |")
+
+
+def test_a_report_without_models_or_runs_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="nothing to report"):
+        run_report(["--out-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="neither bench/results.json nor eval/eval.json"):
+        run_report(["--from", str(tmp_path), "--out-dir", str(tmp_path / "x")])
