@@ -776,48 +776,61 @@ def plot(docs: list[dict], out_dir: Path) -> list[Path]:
 
 # ---------------------------------------------------------------------------- CLI
 
-def _ints(text: str) -> list[int]:
+def _int_list(text: str, lowest: int, what: str) -> list[int]:
     try:
         vals = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not vals or any(v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if not vals or any(v < lowest for v in vals):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return vals
 
 
+def _ints(text: str) -> list[int]:
+    return _int_list(text, 1, "positive integers")
+
+
 def _depths(text: str) -> list[int]:
-    try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
-    if not vals or any(v < 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected depths >= 0, got {text!r}")
+    return _int_list(text, 0, "depths >= 0")
+
+
+def _choices(text: str, allowed: Iterable[str], what: str) -> list[str]:
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    if not vals or any(v not in allowed for v in vals):
+        raise argparse.ArgumentTypeError(f"{what} must be among {sorted(allowed)}, got {text!r}")
     return vals
 
 
 def _phases(text: str) -> list[str]:
-    vals = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [v for v in vals if v not in PHASES]
-    if not vals or bad:
-        raise argparse.ArgumentTypeError(f"phases must be among {list(PHASES)}, got {text!r}")
-    return vals
+    return _choices(text, PHASES, "phases")
 
 
 def _langs(text: str) -> list[str]:
-    vals = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [v for v in vals if v not in INSTRUCTIONS]
-    if not vals or bad:
-        raise argparse.ArgumentTypeError(f"languages must be among {sorted(INSTRUCTIONS)}, got {text!r}")
-    return vals
+    return _choices(text, INSTRUCTIONS, "languages")
 
 
-def add_cli_args(parser: argparse.ArgumentParser) -> None:
+def add_endpoint_args(parser: argparse.ArgumentParser) -> None:
+    """--url, --model, --api-key, --timeout: the endpoint flags bench.py and eval.py share."""
     parser.add_argument("--url", default="http://localhost:8000/v1",
                         help="OpenAI base URL: the router or a backend (default: http://localhost:8000/v1)")
     parser.add_argument("--model", default=None,
                         help="model id or alias as clients send it (default: the first of /v1/models)")
     parser.add_argument("--api-key", default=None, help="bearer token, if the endpoint wants one (default: none)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default: 600)")
+
+
+def read_json_docs(paths: list[Path], what: str) -> list[dict]:
+    docs = []
+    for p in paths:
+        try:
+            docs.append(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"cannot read {what} file {p}: {exc}")
+    return docs
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    add_endpoint_args(parser)
     parser.add_argument("--single-lengths", type=_ints, default=list(SINGLE_LENGTHS),
                         help="output lengths of the single-stream phase (default: 64,128,256,512,1024)")
     parser.add_argument("--single-requests", type=int, default=3,
@@ -847,7 +860,6 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1234, help="seed for prompts and sampling (default: 1234)")
     parser.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
                         help="do not send ignore_eos (default: sent, so outputs have the requested length)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default: 600)")
     parser.add_argument("--label", default=None, help="name of this run in compare tables and plots (default: the model)")
     parser.add_argument("--out-dir", type=Path, default=Path("bench-results"),
                         help="where results.json/.csv/.md and PNGs go (default: bench-results)")
@@ -860,12 +872,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.compare:
-        docs = []
-        for p in args.compare:
-            try:
-                docs.append(json.loads(p.read_text()))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise SystemExit(f"cannot read results file {p}: {exc}")
+        docs = read_json_docs(args.compare, "results")
         for d, p in zip(docs, args.compare):
             d["label"] = d.get("label") or p.parent.name or p.stem
         table = compare_tables(docs[0], docs[1])

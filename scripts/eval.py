@@ -479,11 +479,7 @@ def _modes(text: str) -> list[str]:
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://localhost:8000/v1",
-                        help="OpenAI base URL: the router or a backend (default: http://localhost:8000/v1)")
-    parser.add_argument("--model", default=None,
-                        help="model id or alias as clients send it (default: the first of /v1/models)")
-    parser.add_argument("--api-key", default=None, help="bearer token, if the endpoint wants one (default: none)")
+    bench.add_endpoint_args(parser)
     parser.add_argument("--cases", type=Path, default=CASES, help=f"case file (default: {CASES.name} beside this script)")
     parser.add_argument("--only", default=None,
                         help="comma-separated case ids or categories to run (default: all)")
@@ -493,7 +489,6 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=None,
                         help="sampling temperature (default: unset, so the model card's values apply)")
     parser.add_argument("--seed", type=int, default=1234, help="sampling seed sent with every case (default: 1234)")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds (default: 600)")
     parser.add_argument("--label", default=None, help="name in tables and rankings (default: the model)")
     parser.add_argument("--out-dir", type=Path, default=Path("eval-results"),
                         help="where eval.json/.csv/.md go (default: eval-results)")
@@ -504,12 +499,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.compare:
-        docs = []
-        for p in args.compare:
-            try:
-                docs.append(json.loads(p.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise SystemExit(f"cannot read eval file {p}: {exc}")
+        docs = bench.read_json_docs(args.compare, "eval")
         table = ranking(docs)
         print(table)
         args.out_dir.mkdir(parents=True, exist_ok=True)
