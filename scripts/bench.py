@@ -341,9 +341,10 @@ def depth_messages(prompts, head: str, depth: int, pp: int, overhead: int, seed:
     """llama-benchy's layout: the depth as a system message, then the pp prompt as the user turn.
 
     `head` (unique per request) opens the first message, so no two requests share more than the
-    chat template's few opening tokens: less than one KV-cache block, so block reuse (prefix caching)
-    finds nothing to reuse. The template's own tokens (`overhead`) are taken off the user part, so
-    the server counts depth + pp tokens."""
+    chat template's few opening tokens: less than one KV-cache block (trtllm's tokens_per_block is
+    32 by default, KvCacheConfig in tensorrt_llm/llmapi/llm_args.py), so block reuse (prefix
+    caching) has no full block to reuse. The template's own tokens (`overhead`) are taken off the
+    user part, so the server counts depth + pp tokens."""
     if depth > 0:
         return [{"role": "system", "content": prompts.text(head, depth, seed)},
                 {"role": "user", "content": prompts.text("Continue:", pp - overhead, seed + 1)}]
