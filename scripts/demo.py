@@ -26,6 +26,13 @@ from configs.registry import REPO_ROOT, load_registry
 FAKE_STYLE = {"qwen3": "qwen3", "nano-v3": "nemotron", "deepseek-r1": "nemotron"}
 
 
+def _answers(text: str) -> list[str]:
+    vals = [x.strip() for x in text.split(",") if x.strip()]
+    if not vals or any(v not in ("good", "bad", "none") for v in vals):
+        raise argparse.ArgumentTypeError(f"expected good, bad or none per model, got {text!r}")
+    return vals
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="router port (default: 8000)")
     parser.add_argument("--backend-port", type=int, default=8101,
@@ -34,6 +41,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="how long the fakes pretend to load weights (default: 3)")
     parser.add_argument("--token-interval", type=float, default=0.03,
                         help="seconds between streamed tokens (default: 0.03)")
+    parser.add_argument("--eval-answers", type=_answers, default=["good", "bad"],
+                        help="how each fake, in profile order, answers scripts/eval_cases.yaml: good, bad or none, "
+                             "so scripts/report.py shows both grades (default: good,bad)")
 
 
 def _interrupt(_signum, _frame):
@@ -49,11 +59,14 @@ def main(args: argparse.Namespace) -> int:
         for i, model in enumerate(models):
             port = args.backend_port + i
             parser = model.serve.reasoning_parser or "none"
+            answers = args.eval_answers[i % len(args.eval_answers)]
+            eval_flags = [] if answers == "none" else ["--eval-answers", answers]
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "tests.fakes.trtllm_serve", "--port", str(port), "--model", model.id,
                  "--load-seconds", str(args.load_seconds), "--token-interval", str(args.token_interval),
                  "--output-tokens", "40", "--reasoning-parser", parser,
-                 "--think-style", FAKE_STYLE.get(parser, "none")], cwd=REPO_ROOT, start_new_session=True))
+                 "--think-style", FAKE_STYLE.get(parser, "none"), *eval_flags], cwd=REPO_ROOT,
+                start_new_session=True))
             upstreams += ["--upstream", f"{model.id}=127.0.0.1:{port}"]
         router = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "run_router.py"),
                                    "--port", str(args.port), *upstreams], cwd=REPO_ROOT, start_new_session=True)
