@@ -62,7 +62,8 @@ local function open_log()
     end
     local f, err = io.open(path, "a")
     if not f then
-        ngx.log(ngx.ERR, LOG, "failed to open access log ", path, ": ", err)
+        -- Through the main error_log: most locations log only crit (router.conf).
+        require("mainlog").log(ngx.ERR, LOG, "failed to open access log ", path, ": ", err)
         return
     end
     f:setvbuf("no")   -- the batches below are the buffering
@@ -97,11 +98,12 @@ function _M.init_worker()
     local ok, err = ngx.timer.every(LOG_FLUSH_S, function()
         local fine, e = pcall(flush_log)
         if not fine then
-            ngx.log(ngx.ERR, LOG, "failed to write the access log: ", e)
+            require("mainlog").log(ngx.ERR, LOG, "failed to write the access log: ", e)
         end
     end)
     if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to start the access log timer: ", err)
+        -- init_worker logs at the http{} level, crit (nginx/lua/mainlog.lua)
+        require("mainlog").log(ngx.ERR, LOG, "failed to start the access log timer: ", err)
     end
 end
 

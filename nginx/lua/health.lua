@@ -1,11 +1,13 @@
 -- Upstream health: one worker probes every upstream on a timer, every worker reads the result
 -- from the router_health shared dict. States: starting (never seen healthy), ready, down.
 local dns = require("dns")
+local mainlog = require("mainlog")
 
 local _M = { _VERSION = "0.1.0" }
 
 local ngx = ngx
-local log, ERR, WARN, INFO = ngx.log, ngx.ERR, ngx.WARN, ngx.INFO
+-- Not ngx.log: this runs in timers, whose own error_log is crit (nginx/lua/mainlog.lua).
+local log, ERR, WARN, INFO = mainlog.log, ngx.ERR, ngx.WARN, ngx.INFO
 local match = string.match
 local now, update_time = ngx.now, ngx.update_time
 
