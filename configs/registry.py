@@ -193,6 +193,12 @@ class Model(_Strict):
     memory: Memory | None = None
     reasoning: Reasoning = Reasoning()
     request: RequestHygiene = RequestHygiene()
+    backend_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="environment variable holding the key the router sends to this model's backend "
+        "(Authorization: Bearer KEY); without it no Authorization is sent. The client's own is never forwarded",
+    )
 
     @field_validator("aliases", "match")
     @classmethod

@@ -15,6 +15,7 @@ local ngx_var, ngx_req = ngx.var, ngx.req
 local sub = string.sub
 local ipairs = ipairs
 local send_json, send_error = errors.send_json, errors.send
+local echo = errors.echo   -- every client-sent name quoted in an error
 
 -- Debian's lua-cjson (upstream 2.1.0) cannot encode an empty array; OpenResty's can.
 local EMPTY_ARRAY = cjson.empty_array
@@ -35,7 +36,7 @@ end
 local function only_get()
     local method = ngx_req.get_method()
     if method ~= "GET" and method ~= "HEAD" then
-        send_error(405, "Method " .. method .. " is not allowed on " .. ngx_var.uri .. "; use GET",
+        send_error(405, "Method " .. echo(method) .. " is not allowed on " .. echo(ngx_var.uri) .. "; use GET",
             nil, nil, "method_not_allowed", { Allow = "GET" })
         return false
     end
@@ -65,7 +66,7 @@ function _M.get_model()
     local name = ngx.unescape_uri(sub(ngx_var.uri, #"/v1/models/" + 1))
     local model, _, variant = registry.resolve(reg, name)
     if not model or not model.deployed then
-        return send_error(404, "The model '" .. name .. "' does not exist. Available models: "
+        return send_error(404, "The model '" .. echo(name) .. "' does not exist. Available models: "
             .. registry.deployed_names(reg), nil, "model", "model_not_found")
     end
     local entries = model_entries(model)
@@ -133,7 +134,7 @@ function _M.metrics()
 end
 
 function _M.not_found()
-    return send_error(404, "Invalid URL (" .. ngx_req.get_method() .. " " .. ngx_var.uri .. ")",
+    return send_error(404, "Invalid URL (" .. echo(ngx_req.get_method()) .. " " .. echo(ngx_var.uri) .. ")",
         nil, nil, "unknown_url")
 end
 

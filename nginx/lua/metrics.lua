@@ -423,11 +423,15 @@ end
 local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true }
 
 -- log phase: count the request's numbers; with want_record, return its access-log record
--- (accesslog.lua). m is rc.metrics: nil after the internal redirect to @error (ngx.ctx is
--- empty then), when the model and peer come from variables.
+-- (accesslog.lua). m is rc.metrics: nil after the internal redirect to the error location
+-- (ngx.ctx is empty then), when the model and peer come from variables.
 function _M.log(m, want_record)
     local var = ngx.var
     local uri = var.uri
+    if uri == "/_router/nginx-error" then
+        -- error_page replaced the URI (nginx/conf/router.conf); the client's path is here.
+        uri = string.match(var.request_uri or "", "^[^?]*")
+    end
     if not enabled or not GEN[uri] then
         return nil
     end

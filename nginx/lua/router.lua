@@ -20,8 +20,11 @@
 --                  [response translation hooks in here, on the same events, after shaping].
 --   log            metrics.log(rc.metrics) counts the request and gives its access-log
 --                  record to accesslog.write; upstream.after marks a peer nginx failed to reach.
--- After nginx's own errors (error_page -> @error) ngx.ctx is empty: what must survive the
--- redirect is in the variables $router_model and $router_peer.
+-- Before any of that, rewrite (every request, router.conf): read_body() reads the body, so a
+-- bad one ends the request with nginx's 400/413 before an answer starts; a generation
+-- request then moves to @generate, the one location that logs at warn.
+-- After nginx's own errors (error_page -> /_router/nginx-error) ngx.ctx is empty: what must
+-- survive the redirect is in the variables $router_model and $router_peer.
 -- GET endpoints (/v1/models, /health, /livez, /metrics, /status) are content handlers in
 -- endpoints.lua; the status page's files (/ui/) are static, served by nginx.
 local cjson = require("cjson.safe")
@@ -38,16 +41,19 @@ local errors = require("errors")
 local jsonbody = require("jsonbody")
 local status = require("status")
 local readywait = require("readywait")
+local hopbyhop = require("hopbyhop")
+local mainlog = require("mainlog")
 
 local _M = { _VERSION = "0.1.0" }
 
 local ngx = ngx
 local ngx_var = ngx.var
 local ngx_req = ngx.req
-local log, WARN = ngx.log, ngx.WARN
+local log, ERR, WARN = ngx.log, ngx.ERR, ngx.WARN
 local byte, find = string.byte, string.find
 local concat = table.concat
 local send_error = errors.send
+local echo = errors.echo   -- every client-sent name quoted in an error
 
 local LOG = "[router] "
 local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions" }
@@ -117,6 +123,14 @@ function _M.init_worker()
     status.init_worker()
 end
 
+-- rewrite, every request (nginx/conf/router.conf). `to`: the named location that serves it.
+function _M.read_body(to)
+    ngx_req.read_body()
+    if to then
+        return ngx.exec(to)
+    end
+end
+
 ---------------------------------------------------------------------------------------------
 -- access: POST /v1/chat/completions, /v1/completions, /v1/responses
 
@@ -167,8 +181,8 @@ local function resolve_model(name)
     local model, why, variant = registry.resolve(reg, name)
     if not model then
         local msg = why == "ambiguous"
-            and ("The model '" .. name .. "' matches several models; use an exact id. Available models: ")
-            or ("The model '" .. name .. "' does not exist. Available models: ")
+            and ("The model '" .. echo(name) .. "' matches several models; use an exact id. Available models: ")
+            or ("The model '" .. echo(name) .. "' does not exist. Available models: ")
         return send_error(404, msg .. registry.deployed_names(reg), nil, "model", "model_not_found")
     end
     if not model.deployed then
@@ -178,13 +192,13 @@ local function resolve_model(name)
     return model, variant
 end
 
+-- Why (an address, a refused connect) is for the operator: GET /health and the log.
 local function send_unavailable(model, waited)
-    local state, details = upstream.model_status(model)
-    local reason = details[1] and details[1].reason
+    local state = upstream.model_status(model)
     local msg = state == "starting"
         and ("The model '" .. model.id .. "' is starting (loading weights); retry shortly"
              .. (waited and string.format(" (waited %.0f s)", waited) or ""))
-        or ("The model '" .. model.id .. "' is down" .. (reason and (": " .. reason) or ""))
+        or ("The model '" .. model.id .. "' is down (its server fails health checks); retry later")
     return send_error(503, msg, "server_error", nil, "model_" .. state,
         { ["Retry-After"] = tostring(reg.retry_after) })
 end
@@ -193,7 +207,7 @@ function _M.access()
     local rc = new_state()
     local method = ngx_req.get_method()
     if method ~= "POST" then
-        return send_error(405, "Method " .. method .. " is not allowed on " .. ngx_var.uri
+        return send_error(405, "Method " .. echo(method) .. " is not allowed on " .. echo(ngx_var.uri)
             .. "; use POST", "invalid_request_error", nil, "method_not_allowed", { Allow = "POST" })
     end
     local body, req = read_json_body()
@@ -239,6 +253,12 @@ function _M.access()
     local out = jsonbody.apply(ed)
     if out and out ~= body then
         ngx_req.set_body_data(out)
+    end
+    for _, h in ipairs(hopbyhop.to_clear(ngx_req.get_headers(0))) do
+        ngx_req.clear_header(h)
+    end
+    if model.backend_auth then   -- upstream.configure
+        ngx_req.set_header("Authorization", model.backend_auth)
     end
 
     rc.model = model
@@ -340,7 +360,7 @@ end
 function _M.header_filter()
     local rc = ngx.ctx.router
     if not rc then
-        return   -- nginx's own error page (@error), or a request refused before routing
+        return   -- nginx's own error page (/_router/nginx-error), or a request refused before routing
     end
     metrics.header(rc)
     local status = ngx.status
@@ -401,6 +421,22 @@ _M.not_found = endpoints.not_found
 
 function _M.nginx_error()
     return errors.send_nginx(ngx.status, ngx_var.router_model)
+end
+
+-- These run where the error_log is crit (router.conf): a Lua error in them still reaches the
+-- operator, in the main error_log, and the client gets the OpenAI-shaped 500.
+for _, name in ipairs({ "read_body", "list_models", "get_model", "health", "livez", "metrics", "status",
+                        "not_found", "nginx_error", "log" }) do
+    local handler = _M[name]
+    _M[name] = function(...)
+        local ok, err = xpcall(handler, debug.traceback, ...)
+        if not ok then
+            mainlog.log(ERR, LOG, name, " failed: ", err)
+            if name ~= "log" and not ngx.headers_sent then
+                return ngx.exit(500)
+            end
+        end
+    end
 end
 
 return _M

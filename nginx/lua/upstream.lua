@@ -15,9 +15,19 @@ local ipairs, tostring = ipairs, tostring
 local LOG = "[upstream] "
 local rr = 0   -- round-robin counter, per worker
 
--- init: the port of every upstream address, checked once.
+-- init: the port of every upstream address, checked once; the Authorization a deployed
+-- model's backend gets, when its registry entry names a key (backend_key_env).
 function _M.configure(reg)
     for _, model in ipairs(reg.models) do
+        local key_env = model.backend_key_env
+        if key_env and model.deployed then
+            -- init runs in the master, whose environment is still whole (no `env` line needed).
+            local key = os.getenv(key_env)
+            if not key or key == "" then
+                return nil, "model " .. model.id .. ": backend_key_env " .. key_env .. " is not set"
+            end
+            model.backend_auth = "Bearer " .. key
+        end
         model.ports = {}
         for i, addr in ipairs(model.upstreams) do
             local host, port = health.split(addr)
@@ -91,7 +101,7 @@ function _M.balance(rc)
 end
 
 -- log phase: the last try failed to connect too (nginx's own 502/504); earlier tries were
--- marked by the balancer. Runs after the redirect to @error, hence variables, not ngx.ctx.
+-- marked by the balancer. Runs after the redirect to the error location, hence variables, not ngx.ctx.
 function _M.after(status, var)
     if status ~= 502 and status ~= 504 then
         return

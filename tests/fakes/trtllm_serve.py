@@ -33,7 +33,7 @@ Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
                        "token_interval": 0.01, "gate": true, "die_after_events": 3}
   POST /fake/release  {"n": 1}   # with gate on, let n more stream events out
-  GET  /fake/requests             # raw bodies received on the generation endpoints
+  GET  /fake/requests             # raw bodies (and headers) received on the generation endpoints
 """
 
 from __future__ import annotations
@@ -409,7 +409,8 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         return b.requests
 
     async def record(request: Request) -> None:
-        b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8")})
+        b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8"),
+                           "headers": dict(request.headers)})
 
     def tokens_for(max_tokens: int | None) -> tuple[list[str], str]:
         n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
