@@ -21,14 +21,9 @@ local match = string.match
 local null = cjson.null
 
 local EFFORT = { none = false, minimal = false, low = true, medium = true, high = true }
-local OUTPUTS = { reasoning_content = true, reasoning = true, none = true }
 local SAMPLING_KEYS = { "temperature", "top_p", "top_k" }
 
 local encode = jsonbody.encode
-
-local function bad(message, param, code)
-    return { status = 400, message = message, param = param, code = code or "invalid_value" }
-end
 
 -- "... /no_think" -> false, "... /think" -> true, else nil; and the text without the switch.
 local function soft_switch(text)
@@ -108,8 +103,9 @@ local function set_in_object(ed, key, inner_key, raw_value)
 end
 
 -- ed: jsonbody.editor of the body; kind: "chat" or "completions"; variant: the registry variant
--- the request named, or nil. Returns info, or nil, err ({status, message, param, code}).
--- info: { thinking, output, stream, hide_usage }.
+-- the request named, or nil. req has passed reqcheck.check (field types), which the edits
+-- below rely on (an array where an object is edited would fail in jsonbody).
+-- Returns info: { thinking, output, stream, hide_usage }.
 function _M.rewrite(ed, req, model, kind, variant)
     local reasoning = model.reasoning or {}
     local info = { stream = req.stream == true, hide_usage = false, output = reasoning.output or "reasoning_content" }
@@ -117,17 +113,10 @@ function _M.rewrite(ed, req, model, kind, variant)
     -- Router-only fields: how reasoning is presented.
     local fmt = req.reasoning_format
     if fmt ~= nil then
-        if type(fmt) ~= "string" or not OUTPUTS[fmt] then
-            return nil, bad("reasoning_format must be one of reasoning_content, reasoning, none",
-                "reasoning_format")
-        end
         info.output = fmt
         jsonbody.drop(ed, "reasoning_format")
     end
     if req.include_reasoning ~= nil then
-        if type(req.include_reasoning) ~= "boolean" then
-            return nil, bad("include_reasoning must be true or false", "include_reasoning")
-        end
         if req.include_reasoning == false then
             info.output = "none"
         end
@@ -142,9 +131,6 @@ function _M.rewrite(ed, req, model, kind, variant)
 
     if info.stream then
         local so = req.stream_options
-        if so ~= nil and so ~= null and type(so) ~= "table" then
-            return nil, bad("stream_options must be an object", "stream_options")
-        end
         if type(so) ~= "table" or so.include_usage ~= true then
             -- Usage is always asked for upstream; the usage chunk is hidden from this client.
             info.hide_usage = true
@@ -166,20 +152,11 @@ function _M.rewrite(ed, req, model, kind, variant)
     -- The switch, in order of precedence.
     local thinking
     local ctk = req.chat_template_kwargs
-    if ctk ~= nil and ctk ~= null and type(ctk) ~= "table" then
-        return nil, bad("chat_template_kwargs must be an object", "chat_template_kwargs")
-    end
     if type(ctk) == "table" and ctk.enable_thinking ~= nil and ctk.enable_thinking ~= null then
-        if type(ctk.enable_thinking) ~= "boolean" then
-            return nil, bad("chat_template_kwargs.enable_thinking must be true or false", "chat_template_kwargs")
-        end
         thinking = ctk.enable_thinking
     end
     local effort = req.reasoning_effort
     if effort ~= nil and effort ~= null then
-        if EFFORT[effort] == nil then
-            return nil, bad("reasoning_effort must be one of none, minimal, low, medium, high", "reasoning_effort")
-        end
         if thinking == nil then
             thinking = EFFORT[effort]
         end

@@ -6,6 +6,7 @@
 --   access         new_state() creates ngx.ctx.router (`rc`, the one per-request table; made
 --                  nowhere else), then: method -> body read and decoded once -> [auth,
 --                  admission: hook here, before routing] -> model resolved (registry) ->
+--                  field types checked (reqcheck) ->
 --                  ready peers chosen (upstream) -> request edits (chatreq) -> metrics.start.
 --                  Every refusal is errors.send(...) in the OpenAI shape.
 --   balancer       upstream.balance(rc): round-robin over the ready peers, failover before
@@ -42,6 +43,7 @@ local jsonbody = require("jsonbody")
 local status = require("status")
 local readywait = require("readywait")
 local hopbyhop = require("hopbyhop")
+local reqcheck = require("reqcheck")
 local mainlog = require("mainlog")
 
 local _M = { _VERSION = "0.1.0" }
@@ -219,6 +221,10 @@ function _M.access()
     if not model then
         return
     end
+    local bad = reqcheck.check(body, req, KINDS[ngx_var.uri])
+    if bad then
+        return send_error(bad.status, bad.message, nil, bad.param, bad.code)
+    end
     if not upstream.choose(rc, model) then
         -- wait_for_ready_s: a starting model may be waited for, bounded, while the client stays.
         local waited
@@ -239,10 +245,7 @@ function _M.access()
     end
     local kind = KINDS[ngx_var.uri]
     if kind then
-        local info, err = chatreq.rewrite(ed, req, model, kind, variant)
-        if not info then
-            return send_error(err.status, err.message, nil, err.param, err.code)
-        end
+        local info = chatreq.rewrite(ed, req, model, kind, variant)
         if kind == "chat" then
             info.mode = model.reasoning and model.reasoning.mode
         end

@@ -59,6 +59,11 @@ def body_request(body: bytes) -> bytes:
 
 
 CASES.update({
+    "stream_options as an array": (body_request(b'{"model": "qwen", "messages": [], "stream": true, '
+                                                b'"stream_options": []}'), 400, "invalid_type"),
+    "messages as an object": (body_request(b'{"model": "qwen", "messages": {"role": "user"}}'), 400, "invalid_type"),
+    "chat_template_kwargs as an array": (body_request(b'{"model": "qwen", "messages": [], '
+                                                      b'"chat_template_kwargs": [true]}'), 400, "invalid_type"),
     "invalid UTF-8 in model": (body_request(b'{"model": "\xff\xfe", "messages": []}'), 404, "model_not_found"),
     "a 100 KB model name": (body_request(b'{"model": "' + b"m" * 100_000 + b'", "messages": []}'), 404,
                             "model_not_found"),
