@@ -60,6 +60,7 @@ local echo = errors.echo   -- every client-sent name quoted in an error
 local LOG = "[router] "
 local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions" }
 local MAX_BODY = 8 * 1024 * 1024   -- a non-streaming response bigger than this is passed as is
+local MAX_HEADERS = 100            -- request headers read (ngx.req.get_headers's own default)
 local reg                          -- the loaded registry (per worker, read-only after init)
 
 local function read_file(path)
@@ -257,7 +258,13 @@ function _M.access()
     if out and out ~= body then
         ngx_req.set_body_data(out)
     end
-    for _, h in ipairs(hopbyhop.to_clear(ngx_req.get_headers(0))) do
+    local headers, truncated = ngx_req.get_headers(MAX_HEADERS)
+    if truncated then
+        -- A header past the limit could be one that must not reach the backend.
+        return send_error(431, "Too many request headers (limit: " .. MAX_HEADERS .. ")", nil, nil,
+            "request_header_too_large")
+    end
+    for _, h in ipairs(hopbyhop.to_clear(headers)) do
         ngx_req.clear_header(h)
     end
     if model.backend_auth then   -- upstream.configure

@@ -98,7 +98,12 @@ def test_a_restarted_backend_comes_back(fake_backend, router):
     r.wait_state(QWEN, "ready")
     a.stop()
     r.wait_state(QWEN, "down")
-    assert ask(r).status_code == 503
+    resp = ask(r)
+    assert resp.status_code == 503
+    err = resp.json()["error"]
+    # Where and why (a refused connect to HOST:PORT) is for the operator: /health only.
+    assert err["code"] == "model_down" and str(a.port) not in err["message"], err
+    assert str(a.port) in str(r.health())
     a.start()
     r.wait_state(QWEN, "ready")
     assert ask(r).status_code == 200

@@ -63,6 +63,7 @@ def test_unknown_and_ambiguous_names_are_refused():
      f"models.{NEMOTRON}.variants.qwen3: name 'qwen3' is already used by model '{QWEN}'"),
     (lambda d: d["models"][QWEN]["variants"]["qwen-nothink"].update(temperature=0), "Extra inputs are not permitted"),
     (lambda d: d["models"][QWEN].update(wait_for_ready_s=-1), f"models.{QWEN}.wait_for_ready_s"),
+    (lambda d: d["models"][QWEN].update(backend_key_env="sk-123"), f"models.{QWEN}.backend_key_env"),
 ])
 def test_bad_entries_are_rejected_naming_the_field(mutate, message):
     with pytest.raises(RegistryError) as err:
@@ -102,3 +103,10 @@ def test_upstream_overrides_deploy_only_the_models_given():
     assert cfg["models"][0]["upstreams"] == ["127.0.0.1:1", "127.0.0.1:2"]
     assert cfg["models"][1]["upstreams"] == []
     assert cfg["health"]["interval_s"] == 0.5
+
+
+def test_a_backend_key_is_rendered_as_the_name_of_its_variable_never_its_value():
+    reg = parse_registry(edited(lambda d: d["models"][QWEN].update(backend_key_env="QWEN_BACKEND_KEY")))
+    models = {m["id"]: m for m in router_config(reg)["models"]}
+    assert models[QWEN]["backend_key_env"] == "QWEN_BACKEND_KEY"
+    assert "backend_key_env" not in models[NEMOTRON]
