@@ -120,15 +120,16 @@ local function take_snapshot()
     local t = ngx.now()
     local text, err = cjson.encode({ t = t, models = per })
     if not text then
-        return ngx.log(ngx.ERR, LOG, "failed to encode a snapshot: ", err)
+        return require("mainlog").log(ngx.ERR, LOG, "failed to encode a snapshot: ", err)
     end
     local ok, serr = dict:set("snap:" .. (floor(t / _M.SNAP_S) % SLOTS), text)
     if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to store a snapshot: ", serr)
+        require("mainlog").log(ngx.ERR, LOG, "failed to store a snapshot: ", serr)
     end
 end
 
 -- init_worker: every worker runs the timer; the one that takes the lock snapshots this round.
+-- Its errors go to the main error_log: timers log at the http{} level, crit (mainlog.lua).
 function _M.init_worker()
     if not dict or not metrics.enabled() then
         return
@@ -139,7 +140,7 @@ function _M.init_worker()
         end
         local ok, err = pcall(take_snapshot)
         if not ok then
-            ngx.log(ngx.ERR, LOG, "snapshot failed: ", err)
+            require("mainlog").log(ngx.ERR, LOG, "snapshot failed: ", err)
         end
     end
     local ok, err = ngx.timer.at(0, tick)
@@ -147,7 +148,7 @@ function _M.init_worker()
         ok, err = ngx.timer.every(_M.SNAP_S, tick)
     end
     if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to start the snapshot timer: ", err)
+        require("mainlog").log(ngx.ERR, LOG, "failed to start the snapshot timer: ", err)
     end
 end
 
