@@ -201,3 +201,22 @@ def test_env_knobs_reach_the_model_container():
     assert nemo["environment"]["MAX_BATCH_SIZE"] == "8"
     assert serve_command(qwen)[2] == "/engines/qwen3-fp8"
     assert nemo["environment"]["TRTLLM_ENABLE_PDL"] == "1"
+
+
+def every_profile() -> list[str]:
+    services = yaml.safe_load((REPO / "compose.yml").read_text())["services"]
+    return sorted({p for s in services.values() for p in s.get("profiles", [])})
+
+
+def test_every_service_on_the_tensorrt_llm_image_starts_through_nvidias_entrypoint():
+    # The image sets LD_LIBRARY_PATH for TensorRT only in /etc/shinit_v2, read by a shell through
+    # BASH_ENV; an exec-form `python3 ...` entrypoint skips it (docs/trtllm.md, "Image and entrypoint").
+    args = [a for p in every_profile() for a in ("--profile", p)]
+    out = run_compose(*args, "config", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    on_image = {n: s for n, s in services.items() if s["image"] == ALLOWED["image"]}
+    assert {"qwen", "nemotron", "qwen3-4b", "build"} <= set(on_image)
+    for name, s in on_image.items():
+        assert s["entrypoint"][0] == "/opt/nvidia/nvidia_entrypoint.sh", f"{name}: {s['entrypoint']}"
+        assert s["entrypoint"][1] == "python3", name
