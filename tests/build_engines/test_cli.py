@@ -57,7 +57,7 @@ def test_the_build_profile_runs_the_pipeline_in_the_trtllm_image_on_the_gpu():
     cfg = resolved("build")
     b = cfg["services"]["build"]
     assert b["image"] == resolved("qwen")["services"]["qwen"]["image"]
-    assert b["entrypoint"] == ["python3", "-m", "build_engines"] and b["working_dir"] == "/workspace"
+    assert b["entrypoint"] == ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "build_engines"] and b["working_dir"] == "/workspace"
     assert b["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     mounts = {v["target"]: v for v in b["volumes"]}
     assert mounts["/workspace"]["source"] == str(REPO) and not mounts["/engines"].get("read_only")
