@@ -17,6 +17,11 @@ file is static; this script writes the effective file from it plus these environ
     KV_CACHE_MAX_TOKENS  kv_cache_config.max_tokens (a fixed cap; the smaller limit wins)
     MAX_SEQ_LEN          max_seq_len
     MAX_BATCH_SIZE       max_batch_size
+
+Whenever max_batch_size is set, a cuda_graph_config in the file is kept within it: AutoDeploy
+refuses cuda_graph_config.max_batch_size > max_batch_size, and TorchLlmArgs turns an unset one
+into 128 (docs/trtllm.md, "AutoDeploy batch sizes"). A max_batch_size above max_num_tokens is
+refused (AutoDeploy's cap_max_batch_size_to_max_num_tokens: each sequence needs a token slot).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import sys
 import tempfile
 
 import yaml
+
+CUDA_GRAPH_DEFAULT_MAX_BATCH_SIZE = 128   # TorchLlmArgs/CudaGraphConfig: `max_batch_size or 128`
 
 # environment variable -> (path in the options file, parser)
 KNOBS: dict[str, tuple[tuple[str, ...], type]] = {
@@ -65,7 +72,27 @@ def effective_options(options: dict, env: dict[str, str]) -> dict:
         for key in path[:-1]:
             node = node.setdefault(key, {})
         node[path[-1]] = _check(name, raw, kind)
+    _fit_batch_sizes(out)
     return out
+
+
+def _fit_batch_sizes(options: dict) -> None:
+    """Keep the CUDA-graph batch sizes and max_batch_size consistent (see the module docstring)."""
+    top = options.get("max_batch_size")
+    if top is None:
+        return
+    tokens = options.get("max_num_tokens")
+    if tokens is not None and top > tokens:
+        raise LaunchError(f"max_batch_size {top} exceeds max_num_tokens {tokens}: lower MAX_BATCH_SIZE")
+    graphs = options.get("cuda_graph_config")
+    if not isinstance(graphs, dict):
+        return
+    if graphs.get("batch_sizes"):
+        # Both set must agree with each other in TensorRT-LLM: keep the list, drop the maximum.
+        graphs["batch_sizes"] = sorted(b for b in graphs["batch_sizes"] if b <= top) or [top]
+        graphs.pop("max_batch_size", None)
+    else:
+        graphs["max_batch_size"] = min(graphs.get("max_batch_size") or CUDA_GRAPH_DEFAULT_MAX_BATCH_SIZE, top)
 
 
 def build_command(command: list[str], options_path: str) -> list[str]:

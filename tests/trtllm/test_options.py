@@ -178,3 +178,30 @@ def test_the_launcher_refuses_what_would_be_silently_ignored(fake_trtllm_serve, 
     out = launch(bindir, tmp_path, "trtllm/qwen3-30b-a3b-fp4.yaml", command, env)
     assert out.returncode == 2 and message in out.stderr
     assert not record.exists()
+
+
+def cuda_graph_max(options: dict) -> int:
+    """What TorchLlmArgs makes of cuda_graph_config.max_batch_size (docs/trtllm.md, "AutoDeploy batch sizes")."""
+    graphs = options.get("cuda_graph_config") or {}
+    return graphs.get("max_batch_size") or max(graphs.get("batch_sizes") or [128])
+
+
+@pytest.mark.parametrize("model", MODELS, ids=[m.serve.service for m in MODELS])
+@pytest.mark.parametrize("batch", ["", "1", "8", "63", "64", "200", "4096"])
+def test_cuda_graph_batch_sizes_stay_within_max_batch_size_after_every_knob(model, batch):
+    options = effective_options(load(model), {**ALL_KNOBS, "MAX_BATCH_SIZE": batch})
+    assert options["max_batch_size"] == int(batch or load(model)["max_batch_size"])
+    if model.serve.backend == "_autodeploy":   # AutoDeploy's LlmArgs raises otherwise
+        assert "cuda_graph_config" in options, "an unset cuda_graph_config means 128 graphs"
+    if "cuda_graph_config" in options:
+        assert cuda_graph_max(options) <= options["max_batch_size"]
+
+
+def test_the_launcher_keeps_explicit_graph_sizes_and_refuses_more_sequences_than_tokens():
+    out = effective_options({"max_batch_size": 64, "cuda_graph_config": {"batch_sizes": [1, 4, 32, 64]}},
+                            {"MAX_BATCH_SIZE": "16"})
+    assert out["cuda_graph_config"] == {"batch_sizes": [1, 4]}
+    assert effective_options({"max_batch_size": 64, "cuda_graph_config": {}}, {})["cuda_graph_config"] == \
+        {"max_batch_size": 64}
+    with pytest.raises(LaunchError, match="exceeds max_num_tokens 8192"):
+        effective_options({"max_num_tokens": 8192}, {"MAX_BATCH_SIZE": "9000"})
