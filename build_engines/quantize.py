@@ -48,12 +48,40 @@ SUPPORTED_ARCHS = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3",
                    "gemma2", "gemma3", "gemma3_text", "phi3", "deepseek_v3", "gpt_oss"}
 
 
-def quant_config(quant: str, kv_cache: str):
+# Architectures whose NVFP4/FP8 recipe is not the default one: Nemotron-H keeps attention, the
+# Mamba layers feeding it and conv1d in BF16, which NVFP4_DEFAULT_CFG / FP8_DEFAULT_CFG would
+# quantize. ModelOpt's Mamba-MoE presets do that (docs/trtllm.md, "ModelOpt in the image").
+ARCH_PRESETS = {
+    ("nemotron_h", "nvfp4"): "MAMBA_MOE_NVFP4_CONSERVATIVE_CFG",
+    ("nemotron_h", "fp8"): "MAMBA_MOE_FP8_CONSERVATIVE_CFG",
+}
+DEFAULT_PRESETS = {"nvfp4": "NVFP4_DEFAULT_CFG", "fp8": "FP8_DEFAULT_CFG"}
+
+
+def modelopt_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("nvidia-modelopt")
+    except Exception:  # noqa: BLE001 - only for messages
+        return "unknown"
+
+
+def quant_config(quant: str, kv_cache: str, model_type: str | None = None):
+    """The ModelOpt config for this format and architecture, with an FP8 KV cache when asked.
+
+    Works with the ModelOpt of the TensorRT-LLM image (~0.37: quant_cfg is a dict of patterns, no
+    update_quant_cfg_with_kv_cache_quant) and with newer ones (a list of entries, the helper)."""
     import modelopt.torch.quantization as mtq
 
-    cfg = {"nvfp4": mtq.NVFP4_DEFAULT_CFG, "fp8": mtq.FP8_DEFAULT_CFG}[quant]
+    name = ARCH_PRESETS.get((model_type, quant), DEFAULT_PRESETS[quant])
+    cfg = getattr(mtq, name, None)
+    if cfg is None:
+        raise BuildError(f"nvidia-modelopt {modelopt_version()} has no {name}, the {quant.upper()} recipe NVIDIA "
+                         f"uses for {model_type} ({DEFAULT_PRESETS[quant]} would quantize the attention and Mamba "
+                         "layers it keeps in BF16): install a newer one (pip install -U 'nvidia-modelopt[torch]')")
     if kv_cache == "fp8":
-        update = getattr(mtq.utils, "update_quant_cfg_with_kv_cache_quant", None)
+        update = getattr(getattr(mtq, "utils", None), "update_quant_cfg_with_kv_cache_quant", None)
         if update is not None:  # as hf_ptq.py does it
             cfg = update(cfg, mtq.FP8_KV_CFG["quant_cfg"])
         elif isinstance(cfg["quant_cfg"], dict):  # older ModelOpt: quant_cfg is a dict of patterns
@@ -62,8 +90,25 @@ def quant_config(quant: str, kv_cache: str):
             cfg = copy.deepcopy(cfg)
             cfg["quant_cfg"].update(mtq.FP8_KV_CFG["quant_cfg"])
         else:
-            raise BuildError("this ModelOpt has no update_quant_cfg_with_kv_cache_quant: upgrade nvidia-modelopt")
+            raise BuildError(f"nvidia-modelopt {modelopt_version()} has no update_quant_cfg_with_kv_cache_quant: "
+                             "upgrade it (pip install -U 'nvidia-modelopt[torch]')")
     return cfg
+
+
+def export_options(export_fn, max_shard_size: str) -> dict:
+    """Keyword arguments this ModelOpt's export_hf_checkpoint takes (max_shard_size only from 0.44;
+    0.43 swallows it in **kwargs, 0.37 raises TypeError after the whole calibration)."""
+    import inspect
+
+    try:
+        params = inspect.signature(export_fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "max_shard_size" in params:
+        return {"max_shard_size": max_shard_size}
+    print(f"warning: nvidia-modelopt {modelopt_version()} cannot set the shard size (export_hf_checkpoint has no "
+          f"max_shard_size before 0.44): --max-shard-size {max_shard_size} is ignored, shards use its default")
+    return {}
 
 
 def already_built(recipe: Recipe) -> bool:
@@ -92,7 +137,8 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
         from modelopt.torch.export import export_hf_checkpoint
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as err:
-        raise BuildError(f"{err.name} is not installed: pip install -e '.[build]' (torch first, see Makefile)") from None
+        raise BuildError(f"{err.name} is not installed: install the [build] extra: pip install -e '.[build]' "
+                         "(torch first, see Makefile)") from None
 
     src, revision = download.fetch(recipe, cache_dir, offline)
     config = AutoConfig.from_pretrained(src, trust_remote_code=trust_remote_code)
@@ -100,6 +146,8 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
     if arch not in SUPPORTED_ARCHS and not allow_untested_arch:
         raise BuildError(f"model_type '{arch}' is not one ModelOpt's unified export documents "
                          f"({', '.join(sorted(SUPPORTED_ARCHS))}); --allow-untested-arch tries anyway")
+    cfg = quant_config(recipe.quant, recipe.kv_cache, arch)   # before loading: refuse early
+    export_kwargs = export_options(export_hf_checkpoint, max_shard_size)
     src_bytes = sum(p.stat().st_size for p in src.glob("*.safetensors"))
     if src_bytes == 0:
         raise BuildError(f"{src}: no safetensors weights (only .safetensors sources are supported)")
@@ -127,7 +175,7 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
             for ids in tqdm(batches, desc="calibrating", unit="text"):
                 m(ids.to(first_device))
 
-    model = mtq.quantize(model, quant_config(recipe.quant, recipe.kv_cache), forward_loop)
+    model = mtq.quantize(model, cfg, forward_loop)
     enabled = sum(1 for name, mod in model.named_modules()
                   if name.endswith("weight_quantizer") and getattr(mod, "is_enabled", False))
     if enabled == 0:
@@ -135,7 +183,7 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
 
     with atomic_directory(recipe.output, replace=force) as tmp:
         with torch.inference_mode():
-            export_hf_checkpoint(model, export_dir=tmp, max_shard_size=max_shard_size)
+            export_hf_checkpoint(model, export_dir=tmp, **export_kwargs)
         tokenizer.save_pretrained(tmp)
         if trust_remote_code:
             for py in src.glob("*.py"):

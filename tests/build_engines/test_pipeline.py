@@ -354,3 +354,58 @@ def test_an_engine_build_converts_runs_trtllm_build_and_is_atomic(built, tmp_pat
     mtime = (out / "rank0.engine").stat().st_mtime_ns
     assert build.run(d, engine=True, max_batch_size=8, max_seq_len=256, force=False, trtllm_build=str(fake)).engine_dir == out
     assert "already built" in capsys.readouterr().out and (out / "rank0.engine").stat().st_mtime_ns == mtime
+
+
+def test_quantize_works_with_the_export_signature_of_the_modelopt_in_the_trtllm_image(tiny_models, tmp_path,
+                                                                                      monkeypatch, capsys):
+    # nvidia-modelopt 0.37 (pinned by TensorRT-LLM 1.3 rc, docs/trtllm.md): no max_shard_size, no **kwargs.
+    import tempfile
+
+    import modelopt.torch.export as export
+
+    real = export.export_hf_checkpoint
+
+    def export_0_37(model, dtype=None, export_dir=tempfile.gettempdir(), save_modelopt_state=False):
+        return real(model, dtype=dtype, export_dir=export_dir, save_modelopt_state=save_modelopt_state)
+
+    monkeypatch.setattr(export, "export_hf_checkpoint", export_0_37)
+    out = tmp_path / "llama-fp8"
+    assert quantize(tiny_models["llama"], out, "--quant", "fp8", "--max-shard-size", "100KB") == 0
+    printed = capsys.readouterr().out
+    assert "--max-shard-size 100KB is ignored" in printed and "before 0.44" in printed
+    assert verify.check(out, "fp8", "fp8").ok
+    assert len(list(out.glob("*.safetensors"))) == 1, "ModelOpt's own default shard size applies"
+
+
+def test_the_kv_cache_recipe_is_merged_the_old_way_when_modelopt_has_no_helper(monkeypatch):
+    # Before ~0.40 there is no update_quant_cfg_with_kv_cache_quant and quant_cfg is a dict of patterns.
+    import modelopt.torch.quantization as mtq
+
+    from build_engines.quantize import quant_config
+
+    monkeypatch.delattr(mtq.utils, "update_quant_cfg_with_kv_cache_quant")
+    weights = {"*weight_quantizer": {"num_bits": (2, 1), "block_sizes": {-1: 16}}, "default": {"enable": False}}
+    monkeypatch.setattr(mtq, "NVFP4_DEFAULT_CFG", {"quant_cfg": weights, "algorithm": "max"})
+    monkeypatch.setattr(mtq, "FP8_KV_CFG", {"quant_cfg": {"*[kv]_bmm_quantizer": {"num_bits": (4, 3)}}})
+    cfg = quant_config("nvfp4", "fp8", "qwen3")
+    assert cfg["quant_cfg"] == {**weights, "*[kv]_bmm_quantizer": {"num_bits": (4, 3)}}
+    assert "*[kv]_bmm_quantizer" not in mtq.NVFP4_DEFAULT_CFG["quant_cfg"], "the preset itself is not modified"
+    assert quant_config("nvfp4", "auto", "qwen3") is mtq.NVFP4_DEFAULT_CFG
+    monkeypatch.setattr(mtq, "NVFP4_DEFAULT_CFG", {"quant_cfg": [{"quantizer_name": "*", "enable": False}]})
+    from build_engines.recipe import BuildError
+
+    with pytest.raises(BuildError, match="no update_quant_cfg_with_kv_cache_quant"):
+        quant_config("nvfp4", "fp8", "qwen3")
+
+
+def test_nemotron_h_gets_modelopts_mamba_moe_preset_or_a_refusal(monkeypatch):
+    import modelopt.torch.quantization as mtq
+
+    from build_engines.quantize import quant_config
+    from build_engines.recipe import BuildError
+
+    assert quant_config("nvfp4", "auto", "nemotron_h") is mtq.MAMBA_MOE_NVFP4_CONSERVATIVE_CFG
+    assert quant_config("fp8", "auto", "nemotron_h") is mtq.MAMBA_MOE_FP8_CONSERVATIVE_CFG
+    monkeypatch.delattr(mtq, "MAMBA_MOE_NVFP4_CONSERVATIVE_CFG")
+    with pytest.raises(BuildError, match="has no MAMBA_MOE_NVFP4_CONSERVATIVE_CFG.*install a newer one"):
+        quant_config("nvfp4", "auto", "nemotron_h")
