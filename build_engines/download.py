@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from build_engines.recipe import BuildError, Recipe, add_recipe_args, check_free_disk, fail, resolve
+from build_engines.recipe import BuildError, Recipe, add_recipe_args, check_free_disk, fail, require, resolve
 
 ALLOW = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.py", "*.jinja", "tokenizer*"]
 
@@ -69,6 +69,7 @@ def _no_access(name: str, what: str) -> BuildError:
 def snapshot(repo: str, *, repo_type: str = "model", revision: str | None = None, cache_dir: Path | None = None,
              offline: bool = False, allow: list[str] = ALLOW) -> Path:
     """huggingface_hub.snapshot_download, with every Hub failure turned into one BuildError naming the repo."""
+    require("huggingface_hub")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
                                         RepositoryNotFoundError, RevisionNotFoundError)
@@ -106,6 +107,7 @@ def fetch(recipe: Recipe, cache_dir: Path | None = None, offline: bool = False,
 
 
 def _hf_cache() -> Path:
+    require("huggingface_hub")
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)

@@ -66,7 +66,10 @@ def from_safetensors(directory: Path) -> ParamCount | None:
     shards = sorted(directory.glob("*.safetensors"))
     if not shards:
         return None
-    from safetensors import safe_open
+    try:
+        from safetensors import safe_open
+    except ImportError:  # the base install: plan falls back to config.json
+        return None
 
     quantized = kept = 0
     for shard in shards:

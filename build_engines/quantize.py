@@ -40,7 +40,7 @@ from pathlib import Path
 from build_engines import calib as calib_mod
 from build_engines import download, estimate, manifest, verify
 from build_engines.recipe import (BuildError, Recipe, add_recipe_args, atomic_directory, check_free_disk, fail,
-                                  resolve)
+                                  require, resolve)
 
 # model_type values whose unified HF export ModelOpt documents (examples/llm_ptq support matrix)
 # and trtllm-serve loads. Others may work: --allow-untested-arch tries anyway.
@@ -126,6 +126,8 @@ def run(recipe: Recipe, *, device: str = "cuda", force: bool = False, offline: b
             return recipe.output
         raise BuildError(f"{recipe.output} exists but was built from another recipe or not by build_engines; "
                          "use --force to replace it, or --output elsewhere")
+    for module in ("torch", "modelopt", "transformers"):
+        require(module)
     import torch
 
     if device.startswith("cuda") and not torch.cuda.is_available():

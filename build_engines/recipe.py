@@ -106,6 +106,17 @@ def resolve(args: argparse.Namespace, registry_path: Path | None = None) -> Reci
                   output=output.resolve(), params_b=base.params_b, embedding_params_b=base.embedding_params_b)
 
 
+def require(module: str, extra: str = "build") -> None:
+    """Refuse by name when an optional dependency is missing (the base install has none of them)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise BuildError(f"{module} is not installed: install the [{extra}] extra: pip install -e '.[{extra}]'"
+                         + (" (torch first, see Makefile)" if extra == "build" else "")) from None
+
+
 def sha256(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

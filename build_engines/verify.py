@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from build_engines import manifest
-from build_engines.recipe import BuildError, add_recipe_args, fail, resolve, sha256
+from build_engines.recipe import BuildError, add_recipe_args, fail, require, resolve, sha256
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model")
 ALGOS = {"nvfp4": "NVFP4", "fp8": "FP8"}
@@ -55,6 +55,9 @@ def _read_json(path: Path, report: Report) -> dict | None:
 
 def _tensor_headers(directory: Path, report: Report) -> dict[str, tuple[str, str, list[int]]]:
     """name -> (shard, dtype, shape) from the safetensors headers; shards checked against the index."""
+    from build_engines.recipe import require
+
+    require("safetensors")
     from safetensors import safe_open
 
     shards = sorted(p.name for p in directory.glob("*.safetensors"))
@@ -230,6 +233,10 @@ def main(args: argparse.Namespace) -> int:
         return fail(err)
     if not directory.exists():
         return fail(BuildError(f"{directory} does not exist: run `python -m build_engines quantize` first"))
+    try:
+        require("safetensors")
+    except BuildError as err:
+        return fail(err)
     report = check(directory, quant, kv, check_hashes=not args.no_hashes)
     for problem in report.problems:
         print(f"FAIL {problem}")

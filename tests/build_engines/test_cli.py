@@ -218,3 +218,47 @@ def test_a_gated_source_says_whether_a_token_is_set(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_x")
     assert cli(["download", "--source", "acme/gated", "--offline"]) == 2
     assert "the Hugging Face token in use has no access to it" in capsys.readouterr().err
+
+
+BUILD_EXTRA = ("huggingface_hub", "torch", "transformers", "safetensors", "modelopt")
+
+
+def run_base_install(tmp_path: Path, *args: str):
+    """python -m build_engines as after `pip install -e .`: the [build] extra's modules cannot be imported."""
+    import os
+    import subprocess
+    import sys
+
+    hide = tmp_path / "hide"
+    hide.mkdir(exist_ok=True)
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        f"    names = {BUILD_EXTRA!r}\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in self.names:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hide), str(REPO)]), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    return subprocess.run([sys.executable, "-m", "build_engines", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_plan_offline_works_on_the_base_install(tmp_path):
+    out = run_base_install(tmp_path, "plan", "--all", "--offline")
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16" in out.stdout and "to download" in out.stdout
+    assert "torch is not installed here" in out.stdout
+
+
+@pytest.mark.parametrize("args, missing", [
+    (["download", "--model", "qwen3-4b"], "huggingface_hub"),
+    (["quantize", "--model", "qwen3-4b", "--offline"], "torch"),
+    (["verify", "--output", "."], "safetensors"),
+])
+def test_commands_that_need_the_build_extra_say_so_in_one_line(tmp_path, args, missing):
+    out = run_base_install(tmp_path, *args)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip() == (f"build_engines: {missing} is not installed: install the [build] extra: "
+                                  "pip install -e '.[build]' (torch first, see Makefile)")
