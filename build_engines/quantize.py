@@ -60,9 +60,9 @@ DEFAULT_PRESETS = {"nvfp4": "NVFP4_DEFAULT_CFG", "fp8": "FP8_DEFAULT_CFG"}
 
 def modelopt_version() -> str:
     try:
-        from importlib.metadata import version
+        import modelopt
 
-        return version("nvidia-modelopt")
+        return str(modelopt.__version__)
     except Exception:  # noqa: BLE001 - only for messages
         return "unknown"
 

@@ -130,15 +130,17 @@ def serve_options(model: Model, env: dict[str, str]) -> dict:
     return effective_options(options, knobs)
 
 
-def plan_model(model: Model, options: dict, free_gib: float) -> ModelPlan:
+def plan_model(model: Model, options: dict, free_gib: float, declared_kv: str | None = None) -> ModelPlan:
+    """`declared_kv`: the KV format the checkpoint on this machine declares (None: not here; the
+    registry's memory.checkpoint_kv_format stands in) - what kv_cache_config.dtype: auto gives."""
     mem = model.memory
     if mem is None:
         raise ValueError(f"models.{model.id}.memory: needed for planning; copy the numbers from its config.json")
     kv_cfg = options.get("kv_cache_config", {})
     kv_dtype = kv_cfg.get("dtype", "auto")
     if kv_dtype == "auto":
-        kv_dtype = mem.checkpoint_kv_format
-    per_token = mem.kv_bytes_per_token(1 if kv_dtype == "fp8" else 2)
+        kv_dtype = declared_kv or mem.checkpoint_kv_format
+    per_token = mem.kv_bytes_per_token(1 if kv_dtype in ("fp8", "nvfp4") else 2)   # NVFP4 KV: counted as FP8
     max_seq_len = int(options.get("max_seq_len") or mem.native_context)
     batch = int(options.get("max_batch_size") or 2048)
     weights = mem.weights_gb * 1e9 / GIB
@@ -166,8 +168,11 @@ def plan(registry, profile: str, gpu: Gpu, env: dict[str, str]) -> Plan:
     models = registry.profile(profile)
     free = gpu.usable_gib
     plans = []
+    from trtllm.launch import checkpoint_kv_cache
+
     for m in models:
-        p = plan_model(m, serve_options(m, env), free)
+        checkpoint = env.get(m.env_prefix + "CHECKPOINT") or m.serve.checkpoint or m.id
+        p = plan_model(m, serve_options(m, env), free, checkpoint_kv_cache(checkpoint))
         if m.memory.weights_format == "nvfp4" and not gpu.blackwell:
             p.problems.insert(0, "NVFP4 weights need a Blackwell GPU (SM100/SM120/GB10)")
         plans.append(p)

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import glob
+import json
 import os
 import sys
 import tempfile
@@ -95,6 +97,35 @@ def _fit_batch_sizes(options: dict) -> None:
         graphs["max_batch_size"] = min(graphs.get("max_batch_size") or CUDA_GRAPH_DEFAULT_MAX_BATCH_SIZE, top)
 
 
+def checkpoint_kv_cache(checkpoint: str, environ: dict[str, str] | None = None) -> str | None:
+    """The KV-cache format a checkpoint declares ("fp8", "nvfp4", or "bf16" for none), which is what
+    kv_cache_config.dtype: auto gives; None when the checkpoint is not on this machine yet.
+
+    Reads hf_quant_config.json (quantization.kv_cache_quant_algo), else config.json's
+    quantization_config, from a local directory or the Hugging Face cache (docs/trtllm.md, "KV cache")."""
+    environ = os.environ if environ is None else environ
+    if os.path.isdir(checkpoint):
+        dirs = [checkpoint]
+    else:
+        hub = environ.get("HF_HUB_CACHE") or os.path.join(
+            environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+        pattern = os.path.join(hub, "models--" + checkpoint.replace("/", "--"), "snapshots", "*")
+        dirs = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
+    for d in dirs:
+        for name, section in (("hf_quant_config.json", "quantization"), ("config.json", "quantization_config")):
+            try:
+                with open(os.path.join(d, name), encoding="utf-8") as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                continue
+            quant = data.get(section)
+            if isinstance(quant, dict) and "quant_algo" in quant:
+                return str(quant.get("kv_cache_quant_algo") or "bf16").lower()
+            if name == "config.json":
+                return "bf16"   # an unquantized checkpoint
+    return None
+
+
 def build_command(command: list[str], options_path: str) -> list[str]:
     if not command or os.path.basename(command[0]) != "trtllm-serve":
         raise LaunchError("expected a trtllm-serve command after --")
@@ -122,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, yaml.YAMLError, LaunchError) as err:
         print(f"launch.py: {err}", file=sys.stderr)
         return 2
+    kv = (options.get("kv_cache_config") or {}).get("dtype", "auto")
+    declared = checkpoint_kv_cache(command[2]) if len(command) > 2 else None
+    if declared is not None:
+        print(f"launch.py: KV cache dtype {kv} -> {declared if kv == 'auto' else kv} "
+              f"(the checkpoint's hf_quant_config.json declares {declared})", flush=True)
     text = yaml.safe_dump(options, sort_keys=False)
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,11 @@ def test_the_main_job_fits_a_dgx_spark_with_the_shipped_defaults():
     p = plan(REGISTRY, "multi", GPUS["gb10"], DEFAULTS)
     assert p.fits and not p.settings
     qwen, nemo = p.models
-    assert qwen.kv_tokens == int(DEFAULTS["QWEN_KV_CACHE_MAX_TOKENS"]) and qwen.kv_dtype == "fp8"
-    assert nemo.kv_tokens == int(DEFAULTS["NEMOTRON_KV_CACHE_MAX_TOKENS"])
-    assert abs(qwen.kv_gib - qwen.kv_tokens * 49152 / GIB) < 1e-9
+    # dtype auto: what each checkpoint declares (registry memory.checkpoint_kv_format until it is here)
+    assert qwen.kv_tokens == int(DEFAULTS["QWEN_KV_CACHE_MAX_TOKENS"]) and qwen.kv_dtype == "bf16"
+    assert nemo.kv_tokens == int(DEFAULTS["NEMOTRON_KV_CACHE_MAX_TOKENS"]) and nemo.kv_dtype == "fp8"
+    assert abs(qwen.kv_gib - qwen.kv_tokens * 2 * 49152 / GIB) < 1e-9
+    assert nemo.kv_gib == 3.0, "a 1M-token cap of FP8 KV over 6 attention layers is 3 GiB"
     assert nemo.ssm_gib > 2, "64 sequences of Mamba state are counted"
 
 
@@ -94,3 +97,21 @@ def test_the_readme_shows_the_current_table():
     table = run("--all", "--markdown").stdout.strip()
     assert table in (REPO / "README.md").read_text(), "README's memory table is stale: run " \
         "python scripts/plan_memory.py --all --markdown"
+
+
+def test_the_plan_follows_the_kv_format_a_downloaded_checkpoint_declares(tmp_path):
+    import json
+
+    snap = tmp_path / "hub" / "models--nvidia--Qwen3-30B-A3B-FP4" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "hf_quant_config.json").write_text(json.dumps(
+        {"quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8"}}))
+    def qwen_plan(hub: Path) -> str:
+        out = subprocess.run([sys.executable, str(REPO / "scripts" / "plan_memory.py"), "--profile", "qwen",
+                              "--gpu", "gb10"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "HF_HUB_CACHE": str(hub)})
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert "262,144 tok fp8" in qwen_plan(tmp_path / "hub")
+    assert "262,144 tok bf16" in qwen_plan(tmp_path / "empty"), "not downloaded: the registry's format"

@@ -99,11 +99,13 @@ def test_nemotron_runs_as_nvidia_documents_it():
     assert options["compile_backend"] == "torch-cudagraph"
 
 
-def test_qwen_keeps_an_fp8_kv_cache_on_the_pytorch_backend():
+def test_published_checkpoints_get_the_kv_cache_their_hf_quant_config_declares():
+    # FP8 KV without calibrated scales costs accuracy: `auto` takes the checkpoint's kv_cache_quant_algo.
     qwen = REGISTRY.find("qwen")
     options = load(qwen)
     assert qwen.serve.backend == "pytorch" and qwen.serve.reasoning_parser == "qwen3"
-    assert options["kv_cache_config"]["dtype"] == "fp8"
+    for model in MODELS:
+        assert load(model)["kv_cache_config"].get("dtype", "auto") == "auto", model.id
     assert options["max_seq_len"] <= qwen.memory.native_context
 
 
@@ -163,7 +165,7 @@ def test_the_launcher_execs_trtllm_serve_with_the_effective_options(fake_trtllm_
     assert got["argv"][:5] == cmd[1:6] and got["argv"][-2] == "--extra_llm_api_options"
     expected = effective_options(load(qwen), {"KV_CACHE_MAX_TOKENS": "4096", "MAX_SEQ_LEN": "2048"})
     assert got["options"] == expected
-    assert got["options"]["kv_cache_config"]["dtype"] == "fp8", "the file's own values are kept"
+    assert got["options"]["kv_cache_config"]["enable_block_reuse"] is True, "the file's own values are kept"
     assert "max_tokens: 4096" in out.stdout, "the effective file is printed to the container log"
 
 
