@@ -220,3 +220,14 @@ def test_every_service_on_the_tensorrt_llm_image_starts_through_nvidias_entrypoi
     for name, s in on_image.items():
         assert s["entrypoint"][0] == "/opt/nvidia/nvidia_entrypoint.sh", f"{name}: {s['entrypoint']}"
         assert s["entrypoint"][1] == "python3", name
+
+
+def test_the_check_profile_runs_our_checker_in_the_image_offline_on_the_gpu():
+    check = resolved("check")["services"]["check"]
+    assert check["image"] == ALLOWED["image"]
+    assert check["entrypoint"] == ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "trtllm.check"]
+    assert check["environment"]["HF_HUB_OFFLINE"] == "1", "the check never downloads weights"
+    assert check["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    mounts = {v["target"]: v.get("read_only", False) for v in check["volumes"]}
+    assert mounts == {"/workspace": True, "/root/.cache/huggingface": True}
+    assert check["working_dir"] == "/workspace" and "--compose" in check["command"]
