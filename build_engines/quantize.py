@@ -23,6 +23,9 @@ excluded by hand here. export/unified_export_hf.py export_hf_checkpoint(model, d
 export_dir, save_modelopt_state=False, components=None, extra_state_dict=None,
 max_shard_size="10GB") writes no tokenizer.
 
+The ModelOpt inside the TensorRT-LLM image is older (~0.37): the config merge, the Nemotron-H
+preset and the export options are feature-detected (docs/trtllm.md, "ModelOpt in the image").
+
 Safe by construction: everything is written to <output>.partial-<pid> and renamed into place
 only after `verify` passes on it; a failure or Ctrl-C removes it; a finished build with the same
 recipe is a no-op unless --force. Needs a CUDA GPU for real models (`--device cpu` is for tiny
