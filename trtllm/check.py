@@ -126,20 +126,34 @@ def check_gpu() -> Row:
                "serve FP8 checkpoints on this GPU (python scripts/plan_memory.py shows how)")
 
 
-def check_parsers(svc: Service) -> Row:
-    from tensorrt_llm.llmapi.reasoning_parser import ReasoningParserFactory
-    from tensorrt_llm.serve.tool_parser import ToolParserFactory
+def registered(flag: str) -> list[str] | None:
+    """What this image's `serve` accepts for a parser flag: the click.Choice over its parser registry
+    (ReasoningParserFactory.parsers, or ._parsers in later releases - the choices hide the difference).
+    None: the image has no such flag."""
+    from tensorrt_llm.commands.serve import serve
 
-    missing = []
-    for flag, registry in (("--reasoning_parser", ReasoningParserFactory.parsers),
-                           ("--tool_parser", ToolParserFactory.parsers)):
+    for param in serve.params:
+        if flag in getattr(param, "opts", ()):
+            return sorted(getattr(param.type, "choices", None) or [])
+    return None
+
+
+def check_parsers(svc: Service) -> Row:
+    missing, named = [], []
+    for flag in ("--reasoning_parser", "--tool_parser"):
         value = svc.flag(flag)
-        if value is not None and value not in registry:
-            missing.append(f"{flag} {value} (this image has: {', '.join(sorted(registry))})")
+        if value is None:
+            continue
+        choices = registered(flag)
+        if choices is None:
+            missing.append(f"this image's trtllm-serve has no {flag}")
+        elif choices and value not in choices:
+            missing.append(f"{flag} {value} (this image has: {', '.join(choices)})")
+        else:
+            named.append(value)
     if missing:
         return Row(f"{svc.name}: parsers", FAIL, "; ".join(missing),
                    "pick a registered parser in configs/models.yaml and compose.yml, or change TRTLLM_IMAGE")
-    named = [v for v in (svc.flag("--reasoning_parser"), svc.flag("--tool_parser")) if v]
     return Row(f"{svc.name}: parsers", PASS, ", ".join(named) + " registered" if named else "none used")
 
 
