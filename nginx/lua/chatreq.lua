@@ -94,6 +94,27 @@ local function strip_switch(msg_raw, sw)
     return jsonbody.set_raw(msg_raw, "content", content)
 end
 
+-- Switch text stripped and echoed reasoning removed, element by element. A function of its
+-- own: the closure it makes would abort the LuaJIT trace of rewrite() on every request.
+local function edit_messages(ed, messages, strip)
+    local raw = jsonbody.map_elements(jsonbody.get(ed, "messages"), function(el, n)
+        local m = messages[n]
+        if strip[n] then
+            el = strip_switch(el, strip[n])
+        end
+        if type(m) == "table" and m.role == "assistant" then
+            if m.reasoning_content ~= nil then
+                el = jsonbody.remove(el, "reasoning_content")
+            end
+            if m.reasoning ~= nil then
+                el = jsonbody.remove(el, "reasoning")
+            end
+        end
+        return el
+    end)
+    jsonbody.set(ed, "messages", raw)
+end
+
 local function set_in_object(ed, key, inner_key, raw_value)
     local current = jsonbody.get(ed, key)
     if current and current ~= "null" then
@@ -175,36 +196,19 @@ function _M.rewrite(ed, req, model, kind, variant)
 
     -- Messages: switch text the template does not understand, or that a switch of higher
     -- precedence overrules (Qwen would obey the text), and reasoning echoed back.
-    local strip = {}
+    local strip, touch = {}, false
     for _, sw in ipairs(switches) do
         if not reasoning.soft_switch or sw.on ~= thinking then
-            strip[sw.index] = sw
+            strip[sw.index], touch = sw, true
         end
     end
-    local touch = next(strip) ~= nil
     for _, m in ipairs(messages) do
         if type(m) == "table" and m.role == "assistant" and (m.reasoning_content ~= nil or m.reasoning ~= nil) then
             touch = true
         end
     end
     if touch then
-        local raw = jsonbody.get(ed, "messages")
-        raw = jsonbody.map_elements(raw, function(el, n)
-            local m = messages[n]
-            if strip[n] then
-                el = strip_switch(el, strip[n])
-            end
-            if type(m) == "table" and m.role == "assistant" then
-                if m.reasoning_content ~= nil then
-                    el = jsonbody.remove(el, "reasoning_content")
-                end
-                if m.reasoning ~= nil then
-                    el = jsonbody.remove(el, "reasoning")
-                end
-            end
-            return el
-        end)
-        jsonbody.set(ed, "messages", raw)
+        edit_messages(ed, messages, strip)
     end
 
     if thinking ~= nil and (reasoning.mode or "none") ~= "none" then

@@ -119,18 +119,11 @@ local function starts_clean(text, at)
     return b ~= B_BSLASH and b ~= 32 and b ~= 9 and b ~= 10 and b ~= 13, true
 end
 
-function _M.unchanged(st, text)
-    if st.output ~= "reasoning_content" or find(text, "<", 1, true) or find(text, "\\u003", 1, true)
-        or find(text, '"reasoning":', 1, true) then
-        return false   -- '<' may also come escaped (\u003c), as some JSON encoders write it
-    end
-    local d = find(text, '"delta":{', 1, true)
-    if not d or find(text, '"delta":{', d + 9, true) then
-        return false
-    end
+-- The "index" of the one choice, written before its "delta" at d (compact JSON), or nil.
+local function choice_index(text, d)
     local ix = find(text, '{"index":', 1, true)
     if not ix or ix > d then
-        return false
+        return nil
     end
     local index, k = 0, ix + 9
     local b = byte(text, k)
@@ -140,6 +133,22 @@ function _M.unchanged(st, text)
         b = byte(text, k)
     end
     if b ~= 44 or k == ix + 9 then   -- ',' after at least one digit
+        return nil
+    end
+    return index
+end
+
+function _M.unchanged(st, text)
+    if st.output ~= "reasoning_content" or find(text, "<", 1, true) or find(text, "\\u003", 1, true)
+        or find(text, '"reasoning":', 1, true) then
+        return false   -- '<' may also come escaped (\u003c), as some JSON encoders write it
+    end
+    local d = find(text, '"delta":{', 1, true)
+    if not d or find(text, '"delta":{', d + 9, true) then
+        return false
+    end
+    local index = choice_index(text, d)
+    if not index then
         return false
     end
     local c = find(text, '"content":"', d, true)
@@ -171,6 +180,126 @@ function _M.unchanged(st, text)
     return true
 end
 
+-- The members of a delta object at i ('{') when every value is a string or null, as
+-- trtllm-serve writes content/reasoning_content/role: { key, vs, ve } and the index of its
+-- '}'; nil for anything else (nested values, spaces), which takes the decoding path.
+local string_end = jsonbody.string_end
+local function flat_members(text, i)
+    local members, pos = {}, i + 1
+    if byte(text, pos) == 125 then
+        return members, pos
+    end
+    while true do
+        if byte(text, pos) ~= B_QUOTE then
+            return nil
+        end
+        local ke = string_end(text, pos)
+        if not ke or byte(text, ke + 1) ~= 58 then
+            return nil
+        end
+        local vs, ve = ke + 2, nil
+        local b = byte(text, vs)
+        if b == B_QUOTE then
+            ve = string_end(text, vs)
+        elseif b == 110 and sub(text, vs, vs + 3) == "null" then
+            ve = vs + 3
+        end
+        if not ve then
+            return nil
+        end
+        members[#members + 1] = { key = sub(text, pos + 1, ke - 1), vs = vs, ve = ve }
+        b = byte(text, ve + 1)
+        if b == 125 then
+            return members, ve + 1
+        elseif b ~= 44 then
+            return nil
+        end
+        pos = ve + 2
+    end
+end
+
+-- A string member's text (nil for null): its raw bytes unless it holds escapes.
+local function text_of(data, m)
+    if not m or byte(data, m.vs) ~= B_QUOTE then
+        return nil
+    end
+    local inner = sub(data, m.vs + 1, m.ve - 1)
+    if find(inner, "\\", 1, true) then
+        return cjson.decode('"' .. inner .. '"')
+    end
+    return inner
+end
+
+-- An event of trtllm-serve's compact one-choice shape, reshaped by splicing its delta's values:
+-- the same bytes event() would write, without decoding the event. nil: not that shape.
+local function splice_event(st, data)
+    if st.output ~= "reasoning_content" or find(data, '"usage":{', 1, true) then
+        return nil
+    end
+    local d = find(data, '"delta":{', 1, true)
+    if not d or find(data, '"delta":{', d + 9, true) then
+        return nil
+    end
+    local index = choice_index(data, d)
+    local members, close = flat_members(data, d + 8)
+    if not index or not members then
+        return nil
+    end
+    local cm, rm
+    for i = 1, #members do   -- the last of duplicates wins, as in set_raw
+        local key = members[i].key
+        if key == "content" then
+            cm = members[i]
+        elseif key == "reasoning_content" then
+            rm = members[i]
+        elseif key == "reasoning" then
+            return nil
+        end
+    end
+    local f = find(data, '"finish_reason":', close, true)
+    local final = f ~= nil and byte(data, f + 16) == B_QUOTE
+    local content, reasoning = text_of(data, cm), text_of(data, rm)
+    local had_content = content ~= nil
+    local r, c = shape(st, choice_state(st, index), content, reasoning, final)
+    local c_raw = (had_content or c ~= "") and (c == content and sub(data, cm.vs, cm.ve) or encode(c)) or nil
+    local r_raw = (rm and r == reasoning) and sub(data, rm.vs, rm.ve) or encode(r)
+    if cm and rm and cm.vs > rm.vs then
+        return nil   -- reasoning_content first: rare, left to event()
+    end
+    local out, n, pos = {}, 0, 1   -- pos: the next byte of data to copy
+    if cm and c_raw then
+        out[1], out[2], n, pos = sub(data, pos, cm.vs - 1), c_raw, 2, cm.ve + 1
+    end
+    if rm then
+        out[n + 1], out[n + 2], n, pos = sub(data, pos, rm.vs - 1), r_raw, n + 2, rm.ve + 1
+    end
+    out[n + 1] = sub(data, pos, close - 1)
+    n = n + 1
+    local empty = #members == 0
+    if not cm and c_raw then
+        out[n + 1], n, empty = (empty and "" or ",") .. '"content":' .. c_raw, n + 1, false
+    end
+    if not rm then
+        out[n + 1], n = (empty and "" or ",") .. '"reasoning_content":' .. r_raw, n + 1
+    end
+    out[n + 1] = sub(data, close)
+    return concat(out, "", 1, n + 1)
+end
+
+-- One element of a chunk's "choices" (jsonbody.map_elements callback).
+local function shape_delta(el, n, st, choices)
+    local choice = choices[n]
+    local delta = type(choice) == "table" and choice.delta
+    if type(delta) ~= "table" then
+        return el
+    end
+    local cs = choice_state(st, choice.index or n - 1)
+    local final = choice.finish_reason ~= nil and choice.finish_reason ~= null
+    local r, c = shape(st, cs, delta.content, reasoning_of(delta), final)
+    local delta_raw = write(st, jsonbody.get_raw(el, "delta"), type(delta.content) == "string", r, c)
+    return jsonbody.set_raw(el, "delta", delta_raw)
+end
+
 -- One streamed chunk. Returns the payload to send, or nil to drop it.
 function _M.event(st, data)
     if st.mode == "none" and st.output == "reasoning_content" then
@@ -178,6 +307,10 @@ function _M.event(st, data)
         if not (st.hide_usage and find(data, '"choices"%s*:%s*%[%s*%]')) then
             return data
         end
+    end
+    local spliced = splice_event(st, data)
+    if spliced then
+        return spliced
     end
     local ev = cjson.decode(data)
     if type(ev) ~= "table" or type(ev.choices) ~= "table" then
@@ -195,19 +328,7 @@ function _M.event(st, data)
     if st.mode == "none" and st.output == "reasoning_content" then
         return data
     end
-    local choices_raw = jsonbody.get_raw(data, "choices")
-    choices_raw = jsonbody.map_elements(choices_raw, function(el, n)
-        local choice = ev.choices[n]
-        local delta = type(choice) == "table" and choice.delta
-        if type(delta) ~= "table" then
-            return el
-        end
-        local cs = choice_state(st, choice.index or n - 1)
-        local final = choice.finish_reason ~= nil and choice.finish_reason ~= null
-        local r, c = shape(st, cs, delta.content, reasoning_of(delta), final)
-        local delta_raw = write(st, jsonbody.get_raw(el, "delta"), type(delta.content) == "string", r, c)
-        return jsonbody.set_raw(el, "delta", delta_raw)
-    end)
+    local choices_raw = jsonbody.map_elements(jsonbody.get_raw(data, "choices"), shape_delta, st, ev.choices)
     return jsonbody.set_raw(data, "choices", choices_raw)
 end
 
@@ -269,11 +390,20 @@ local function body_unchanged(st, body)
     return c ~= nil and r ~= nil and (starts_clean(body, c + 11)) and (starts_clean(body, r + 21))
 end
 
--- A whole chat.completion body.
-function _M.body(st, body)
-    if body_unchanged(st, body) then
-        return body
+-- One element of a body's "choices" (jsonbody.map_elements callback).
+local function shape_message(el, n, st, choices)
+    local choice = choices[n]
+    local msg = type(choice) == "table" and choice.message
+    if type(msg) ~= "table" then
+        return el
     end
+    local cs = choice_state(st, choice.index or n - 1)
+    local r, c = shape(st, cs, msg.content, reasoning_of(msg), true)
+    local msg_raw = write(st, jsonbody.get_raw(el, "message"), type(msg.content) == "string", r, c)
+    return jsonbody.set_raw(el, "message", msg_raw)
+end
+
+local function reshape_body(st, body)
     local resp = cjson.decode(body)
     if type(resp) ~= "table" or type(resp.choices) ~= "table" or #resp.choices == 0 then
         return body
@@ -281,18 +411,16 @@ function _M.body(st, body)
     if type(resp.usage) == "table" then
         st.usage = resp.usage
     end
-    local choices_raw = jsonbody.map_elements(jsonbody.get_raw(body, "choices"), function(el, n)
-        local choice = resp.choices[n]
-        local msg = type(choice) == "table" and choice.message
-        if type(msg) ~= "table" then
-            return el
-        end
-        local cs = choice_state(st, choice.index or n - 1)
-        local r, c = shape(st, cs, msg.content, reasoning_of(msg), true)
-        local msg_raw = write(st, jsonbody.get_raw(el, "message"), type(msg.content) == "string", r, c)
-        return jsonbody.set_raw(el, "message", msg_raw)
-    end)
+    local choices_raw = jsonbody.map_elements(jsonbody.get_raw(body, "choices"), shape_message, st, resp.choices)
     return jsonbody.set_raw(body, "choices", choices_raw)
+end
+
+-- A whole chat.completion body.
+function _M.body(st, body)
+    if body_unchanged(st, body) then
+        return body
+    end
+    return reshape_body(st, body)
 end
 
 return _M

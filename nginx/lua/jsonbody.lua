@@ -66,6 +66,8 @@ local function string_end(s, i)
     end
 end
 
+_M.string_end = string_end
+
 -- Index of the next byte at or after i that matters to the structure: a quote, brace,
 -- bracket, comma or colon (n + 1 when none).
 local STRUCTURAL = { [B_QUOTE] = true, [B_LBRACE] = true, [B_RBRACE] = true, [B_LBRACK] = true,
@@ -176,9 +178,10 @@ function _M.elements(s)
     end
 end
 
--- Rebuilds an array text with fn(element_text, index) applied to each element; fn returns
--- the new text (or the same). Bytes between elements are kept.
-function _M.map_elements(s, fn)
+-- Rebuilds an array text with fn(element_text, index, a, b) applied to each element; fn
+-- returns the new text (or the same). Bytes between elements are kept. Passing a and b lets
+-- hot callers use a plain function rather than a closure (which aborts LuaJIT traces).
+function _M.map_elements(s, fn, a, b)
     local els, err = _M.elements(s)
     if not els then
         return nil, err
@@ -186,7 +189,7 @@ function _M.map_elements(s, fn)
     local parts, pos = {}, 1
     for n, e in ipairs(els) do
         parts[#parts + 1] = sub(s, pos, e.vstart - 1)
-        parts[#parts + 1] = fn(sub(s, e.vstart, e.vend), n)
+        parts[#parts + 1] = fn(sub(s, e.vstart, e.vend), n, a, b)
         pos = e.vend + 1
     end
     parts[#parts + 1] = sub(s, pos)
@@ -309,11 +312,8 @@ function _M.apply(ed)
         return nil, err
     end
     local action, last = ed.action, ed.last
+    -- No helper closure here: creating one would abort the LuaJIT trace on every request.
     local out, n = {}, 0
-    local function put(piece)
-        n = n + 1
-        out[n] = piece
-    end
     local count = #members
     local kept = 0
     local head_end = count > 0 and members[1].kstart - 1 or trim_back(s, trim_back(s, #s) - 1)
@@ -324,15 +324,20 @@ function _M.apply(ed)
         local a = action[m.key]
         if a ~= false then
             if prev > 0 then
-                put(sub(s, members[prev].vend + 1, members[prev + 1].kstart - 1))
+                n = n + 1
+                out[n] = sub(s, members[prev].vend + 1, members[prev + 1].kstart - 1)
             else
-                put(sub(s, 1, head_end))
+                n = n + 1
+                out[n] = sub(s, 1, head_end)
             end
             if a and last[m.key] == i then
-                put(sub(s, m.kstart, m.vstart - 1))
-                put(a)
+                n = n + 1
+                out[n] = sub(s, m.kstart, m.vstart - 1)
+                n = n + 1
+                out[n] = a
             else
-                put(sub(s, m.kstart, m.vend))
+                n = n + 1
+                out[n] = sub(s, m.kstart, m.vend)
             end
             kept, prev = kept + 1, i
         end
@@ -341,17 +346,22 @@ function _M.apply(ed)
     if kept == 0 then
         -- Nothing left before the appends: they go right after the '{', as set_raw puts them.
         local brace = skip_space(s, 1)
-        put(sub(s, 1, brace))
+        n = n + 1
+        out[n] = sub(s, 1, brace)
         for i = 1, #appends do
-            put((i > 1 and "," or "") .. '"' .. appends[i][1] .. '":' .. appends[i][2])
+            n = n + 1
+            out[n] = (i > 1 and "," or "") .. '"' .. appends[i][1] .. '":' .. appends[i][2]
         end
-        put(sub(s, brace + 1, head_end))
+        n = n + 1
+        out[n] = sub(s, brace + 1, head_end)
     else
         for i = 1, #appends do
-            put(',"' .. appends[i][1] .. '":' .. appends[i][2])
+            n = n + 1
+            out[n] = ',"' .. appends[i][1] .. '":' .. appends[i][2]
         end
     end
-    put(sub(s, tail_start))
+    n = n + 1
+    out[n] = sub(s, tail_start)
     return concat(out, "", 1, n)
 end
 

@@ -298,12 +298,34 @@ local function incr(key, n)
     end
 end
 
-local function observe(name, model, v)
-    local idx = _M.bucket_index(_M.HISTOGRAMS[name].buckets, v)
-    local base = "h" .. SEP .. name .. SEP .. model .. SEP
-    incr(base .. idx, 1)
-    incr(base .. "0", v)
-    incr(base .. "-1", 1)
+-- The dict keys of one model's series, built once per worker (model is a registry id or
+-- "unknown": the table stays small) rather than escaped and concatenated on every request.
+local key_cache = {}
+local function keys_of(model)
+    local k = key_cache[model]
+    if not k then
+        local ml = 'model="' .. esc(model) .. '"'
+        k = { ml = ml, hist = {},
+              requests = "c" .. SEP .. "router_requests_total" .. SEP .. ml .. ',status="',
+              in_flight = "g" .. SEP .. "router_requests_in_flight" .. SEP .. ml }
+        for _, name in ipairs({ "output_tokens", "reasoning_tokens", "prompt_tokens", "reasoning_events",
+                                "upstream_retries", "client_aborts" }) do
+            k[name] = "c" .. SEP .. "router_" .. name .. "_total" .. SEP .. ml
+        end
+        for name in pairs(_M.HISTOGRAMS) do
+            local base = "h" .. SEP .. name .. SEP .. model .. SEP
+            k.hist[name] = { base .. "0", base .. "-1", base = base }
+        end
+        key_cache[model] = k
+    end
+    return k
+end
+
+local function observe(k, name, v)
+    local h = k.hist[name]
+    incr(h.base .. _M.bucket_index(_M.HISTOGRAMS[name].buckets, v), 1)
+    incr(h[1], v)
+    incr(h[2], 1)
 end
 
 -- ROUTER_METRICS=off turns off per-request tracking: no /metrics series, no access log
@@ -339,7 +361,7 @@ function _M.start(rc, model_id)
     m.model = model_id
     m.itl = {}
     m.itl_sum, m.itl_n, m.text_events, m.reasoning_events, m.pending = 0, 0, 0, 0, 0
-    incr("g" .. SEP .. "router_requests_in_flight" .. SEP .. 'model="' .. esc(model_id) .. '"', 1)
+    incr(keys_of(model_id).in_flight, 1)
 end
 
 -- header filter: say how long the router itself took before proxying.
@@ -443,48 +465,55 @@ function _M.log(m, want_record)
     update_time()
     local t_end = now()
     local duration = t_end - t_start
-    local ml = 'model="' .. esc(model) .. '"'
+    local k = keys_of(model)
 
-    incr("c" .. SEP .. "router_requests_total" .. SEP .. ml .. ',status="' .. tonumber(status) .. '"', 1)
+    incr(k.requests .. tonumber(status) .. '"', 1)
     if model_var ~= nil and model_var ~= "" then
         -- start() counted it in flight (router_model is set right after, in the same access call).
-        incr("g" .. SEP .. "router_requests_in_flight" .. SEP .. ml, -1)
-        observe("router_request_duration_seconds", model, duration)
+        incr(k.in_flight, -1)
+        observe(k, "router_request_duration_seconds", duration)
     end
     local ttft
     if m.t_first then
         ttft = m.t_first - t_start
-        observe("router_time_to_first_token_seconds", model, ttft)
+        observe(k, "router_time_to_first_token_seconds", ttft)
     end
     if m.itl_n and m.itl_n > 0 then
-        local base = "h" .. SEP .. "router_inter_token_latency_seconds" .. SEP .. model .. SEP
-        for idx, n in pairs(m.itl) do
-            incr(base .. idx, n)
+        local h = k.hist.router_inter_token_latency_seconds
+        for idx = 1, #ITL + 1 do   -- not pairs(): it would abort the trace
+            local n = m.itl[idx]
+            if n then
+                incr(h.base .. idx, n)
+            end
         end
-        incr(base .. "0", m.itl_sum)
-        incr(base .. "-1", m.itl_n)
+        incr(h[1], m.itl_sum)
+        incr(h[2], m.itl_n)
     end
     if m.out_tokens then
-        incr("c" .. SEP .. "router_output_tokens_total" .. SEP .. ml, m.out_tokens)
+        incr(k.output_tokens, m.out_tokens)
     end
     if m.reasoning_tokens then
-        incr("c" .. SEP .. "router_reasoning_tokens_total" .. SEP .. ml, m.reasoning_tokens)
+        incr(k.reasoning_tokens, m.reasoning_tokens)
     end
     if m.prompt_tokens then
-        incr("c" .. SEP .. "router_prompt_tokens_total" .. SEP .. ml, m.prompt_tokens)
+        incr(k.prompt_tokens, m.prompt_tokens)
     end
     if m.reasoning_events and m.reasoning_events > 0 then
-        incr("c" .. SEP .. "router_reasoning_events_total" .. SEP .. ml, m.reasoning_events)
+        incr(k.reasoning_events, m.reasoning_events)
     end
+    -- $upstream_addr: "a, b" after a failover (" : " after an internal redirect): count commas.
     local addrs = var.upstream_addr
     local tries = 0
-    if addrs then
-        for _ in string.gmatch(addrs, "[^,%s][^,]*") do
+    if addrs and addrs ~= "" then
+        tries = 1
+        local at = find(addrs, ",", 1, true)
+        while at do
             tries = tries + 1
+            at = find(addrs, ",", at + 1, true)
         end
     end
     if tries > 1 then
-        incr("c" .. SEP .. "router_upstream_retries_total" .. SEP .. ml, tries - 1)
+        incr(k.upstream_retries, tries - 1)
     end
     -- 499: closed before the response started. After that nginx keeps the status it sent;
     -- a response whose last buffer never reached the body filter was cut (by the client:
@@ -492,7 +521,7 @@ function _M.log(m, want_record)
     local aborted = status == 499 or (m.model ~= nil and status < 400 and not m.complete
         and var.upstream_status ~= "502")
     if aborted then
-        incr("c" .. SEP .. "router_client_aborts_total" .. SEP .. ml, 1)
+        incr(k.client_aborts, 1)
     end
     local ttft_ms = ttft and math.floor(ttft * 1e4 + 0.5) / 10
     local duration_ms = math.floor(duration * 1e4 + 0.5) / 10

@@ -19,19 +19,31 @@ function _M.new(start_inside, lone_close)
     return { phase = start_inside and "inside" or "before", held = "", lone_close = lone_close }
 end
 
--- Length of the longest suffix of s that is a proper prefix of tag.
+-- Length of the longest suffix of s that is a proper prefix of tag (both tags start with '<').
 local function partial_suffix(s, tag)
     local n = #s
-    for k = math.min(#tag - 1, n), 1, -1 do
-        if sub(s, n - k + 1) == sub(tag, 1, k) then
+    local from = n - #tag + 2
+    local i = find(s, "<", from > 1 and from or 1, true)
+    while i do
+        local k = n - i + 1
+        if sub(tag, 1, k) == sub(s, i) then
             return k
         end
+        i = find(s, "<", i + 1, true)
     end
     return 0
 end
 
 function _M.feed(st, text)
-    local s = st.held .. (text or "")
+    text = text or ""
+    if st.held == "" and not find(text, "<", 1, true) then
+        -- No tag and no part of one: the piece is all reasoning or all content.
+        if st.phase == "inside" then
+            return text, ""
+        end
+        return "", text
+    end
+    local s = st.held .. text
     st.held = ""
     local r, c = {}, {}
     while s ~= "" do

@@ -209,3 +209,39 @@ describe("reasoning that cannot leak in backend mode", function()
         assert.equal(body, chatresp.body(chatresp.new(info), body))
     end)
 end)
+
+describe("events that change, in trtllm-serve's compact shape", function()
+    -- The raw-tag text cut into trtllm chunks at `cuts` (no parser: all of it in content).
+    local function raw_stream(cuts)
+        local parts, pos = {}, 1
+        for _, cut in ipairs(cuts) do
+            parts[#parts + 1] = trtllm_chunk(TEXT:sub(pos, cut), "")
+            pos = cut + 1
+        end
+        parts[#parts + 1] = trtllm_chunk(TEXT:sub(pos), "")
+        parts[#parts + 1] = trtllm_chunk("", "", true)
+        return table.concat(parts) .. "data: [DONE]\n\n"
+    end
+
+    it("are spliced to what decoding them would give, at every cut, in tags and backend mode", function()
+        for _, mode in ipairs({ "tags", "backend" }) do
+            for i = 1, #TEXT - 1 do
+                local out = through_router(raw_stream({ i }), { (i * 3) % 50 + 1 }, { mode = mode, thinking = true })
+                local r, c = collect(out)
+                assert.equal("Let me see: 2+2.\n", r, mode .. " cut " .. i)
+                assert.equal("It is 4.", c, mode .. " cut " .. i)
+            end
+        end
+    end)
+
+    it("keep every other byte and agree with the decoding path", function()
+        for _, piece in ipairs({ { "\n\nHi", "" }, { "<think>a", "" }, { "caf\\u00e9 \"q\"", "" }, { "", "\nhm" } }) do
+            local spliced = chatresp.event(chatresp.new({ mode = "backend" }), trtllm_chunk(piece[1], piece[2]):sub(7, -3))
+            -- A space after "delta": is not the compact shape: that copy goes through cjson.
+            local spaced = trtllm_chunk(piece[1], piece[2]):sub(7, -3):gsub('"delta":{', '"delta": {')
+            local decoded = chatresp.event(chatresp.new({ mode = "backend" }), spaced)
+            assert.same(cjson.decode(decoded), cjson.decode(spliced))
+            assert.truthy(spliced:find('^{"id":"chatcmpl%-1","object":"chat.completion.chunk","created":1,"model":"m"'))
+        end
+    end)
+end)
