@@ -135,7 +135,8 @@ http {{
 }}
 """
 
-PLAIN_CONF = r"""
+# The anchors' shared main and http settings.
+ANCHOR_HEAD = r"""
 {main}
 worker_processes auto;
 pid logs/nginx.pid;
@@ -147,6 +148,9 @@ http {{
     uwsgi_temp_path temp/u; scgi_temp_path temp/s;
     keepalive_requests 10000;
     client_max_body_size 8m; client_body_buffer_size 8m;
+"""
+
+PLAIN_CONF = ANCHOR_HEAD + r"""
     upstream backend {{ server 127.0.0.1:{backend}; keepalive 128; }}
     server {{
         listen 127.0.0.1:{port} reuseport;
@@ -161,18 +165,7 @@ http {{
 }}
 """
 
-MINIMAL_CONF = r"""
-{main}
-worker_processes auto;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path temp/cb; proxy_temp_path temp/p; fastcgi_temp_path temp/f;
-    uwsgi_temp_path temp/u; scgi_temp_path temp/s;
-    keepalive_requests 10000;
-    client_max_body_size 8m; client_body_buffer_size 8m;
+MINIMAL_CONF = ANCHOR_HEAD + r"""
     # The floor of a Lua router: decode the body once, pick the peer in the balancer.
     upstream backend {{
         server 0.0.0.1;

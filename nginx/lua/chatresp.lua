@@ -286,18 +286,26 @@ local function splice_event(st, data)
     return concat(out, "", 1, n + 1)
 end
 
--- One element of a chunk's "choices" (jsonbody.map_elements callback).
-local function shape_delta(el, n, st, choices)
+-- One element of "choices", its `key` object ("delta" or "message") shaped.
+local function shape_choice(el, n, st, choices, key)
     local choice = choices[n]
-    local delta = type(choice) == "table" and choice.delta
-    if type(delta) ~= "table" then
+    local obj = type(choice) == "table" and choice[key]
+    if type(obj) ~= "table" then
         return el
     end
     local cs = choice_state(st, choice.index or n - 1)
-    local final = choice.finish_reason ~= nil and choice.finish_reason ~= null
-    local r, c = shape(st, cs, delta.content, reasoning_of(delta), final)
-    local delta_raw = write(st, jsonbody.get_raw(el, "delta"), type(delta.content) == "string", r, c)
-    return jsonbody.set_raw(el, "delta", delta_raw)
+    local final = key == "message" or (choice.finish_reason ~= nil and choice.finish_reason ~= null)
+    local r, c = shape(st, cs, obj.content, reasoning_of(obj), final)
+    return jsonbody.set_raw(el, key, write(st, jsonbody.get_raw(el, key), type(obj.content) == "string", r, c))
+end
+
+-- jsonbody.map_elements callbacks (plain functions: a closure per event would abort traces).
+local function shape_delta(el, n, st, choices)
+    return shape_choice(el, n, st, choices, "delta")
+end
+
+local function shape_message(el, n, st, choices)
+    return shape_choice(el, n, st, choices, "message")
 end
 
 -- One streamed chunk. Returns the payload to send, or nil to drop it.
@@ -388,19 +396,6 @@ local function body_unchanged(st, body)
     local c = find(body, '"content":"', m, true)
     local r = find(body, '"reasoning_content":"', m, true)
     return c ~= nil and r ~= nil and (starts_clean(body, c + 11)) and (starts_clean(body, r + 21))
-end
-
--- One element of a body's "choices" (jsonbody.map_elements callback).
-local function shape_message(el, n, st, choices)
-    local choice = choices[n]
-    local msg = type(choice) == "table" and choice.message
-    if type(msg) ~= "table" then
-        return el
-    end
-    local cs = choice_state(st, choice.index or n - 1)
-    local r, c = shape(st, cs, msg.content, reasoning_of(msg), true)
-    local msg_raw = write(st, jsonbody.get_raw(el, "message"), type(msg.content) == "string", r, c)
-    return jsonbody.set_raw(el, "message", msg_raw)
 end
 
 local function reshape_body(st, body)
