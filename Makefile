@@ -14,7 +14,7 @@ deps: deps-system deps-python
 deps-system:
 	@$(PYTHON) scripts/check_system.py --install
 
-# torch first, pinned: any other torch spec pulls several GB of CUDA wheels (see shared DEV_ENV.md).
+# torch first, pinned: any other torch spec pulls several GB of CUDA wheels (docs/dev-env.md).
 deps-python:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test,build]'

@@ -258,7 +258,7 @@ class Model(_Strict):
 class HealthSettings(_Strict):
     interval_s: float = Field(2.0, gt=0, description="how often one worker probes every upstream's /health")
     timeout_s: float = Field(1.0, gt=0, description="per probe")
-    # trtllm-serve's /health can stay 200 after its executor died (TRTLLM_FACTS.md), so a rarer
+    # trtllm-serve's /health can stay 200 after its executor died (docs/trtllm.md), so a rarer
     # probe runs a real 1-token generation; a failure marks the upstream down until one passes.
     generate_interval_s: float = Field(30.0, gt=0, description="how often /health_generate is probed")
     generate_timeout_s: float = Field(20.0, gt=0, description="per /health_generate probe")

@@ -212,7 +212,7 @@ function _M.rewrite(ed, req, model, kind, variant)
     end
 
     if thinking ~= nil and (reasoning.mode or "none") ~= "none" then
-        -- The template and trtllm's parser both read this (TRTLLM_FACTS.md).
+        -- The template and trtllm's parser both read this (docs/trtllm.md).
         set_in_object(ed, "chat_template_kwargs", "enable_thinking", tostring(thinking))
     end
     if thinking == nil then

@@ -1,5 +1,5 @@
 -- Surgical edits of a JSON request body. cjson re-encoding would change numbers, turn [] into
--- {} and lose key order (DEV_ENV.md), so the router edits only the bytes of one top-level
+-- {} and lose key order (docs/dev-env.md), so the router edits only the bytes of one top-level
 -- member and forwards everything else exactly as the client sent it. Pure: no ngx.* use.
 local cjson = require("cjson.safe")
 

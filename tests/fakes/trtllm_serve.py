@@ -3,7 +3,7 @@
 Usage:
     python -m tests.fakes.trtllm_serve --port 8001 --model nvidia/Qwen3-30B-A3B-FP4 --load-seconds 3
 
-It behaves like the real server where the router can tell (see ../shared/TRTLLM_FACTS.md):
+It behaves like the real server where the router can tell (see docs/trtllm.md):
 - refuses connections while "loading" (the port is bound only after --load-seconds);
 - GET /health (200, or 503 "LLM is unavailable"), /health_generate (200, or 500 once the
   "executor" died), /version, /v1/models;
