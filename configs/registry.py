@@ -169,6 +169,26 @@ class Variant(_Strict):
         None, description="thinking on/off, whatever the request says (its sampling defaults follow)")
 
 
+# trtllm-serve's own default when its options file sets none (BaseLlmArgs.max_batch_size in
+# tensorrt_llm/llmapi/llm_args.py).
+TRTLLM_DEFAULT_MAX_BATCH_SIZE = 2048
+
+
+class Admission(_Strict):
+    """How many requests the router lets through to the model at once, and how many wait.
+
+    Unset fields derive from the serve config's max_batch_size (what trtllm-serve runs at
+    once; beyond it trtllm-serve queues without bound): see Model.admission_limits()."""
+
+    max_in_flight: int | None = Field(
+        None, ge=0, description="requests sent to the model's servers at once; 0 = no limit; "
+        "default: the serve config's max_batch_size")
+    queue_size: int | None = Field(
+        None, ge=0, description="requests waiting (FIFO) beyond max_in_flight; default: 2 x max_in_flight")
+    queue_timeout_s: float = Field(
+        60.0, gt=0, description="longest wait in the queue before 429 model_busy")
+
+
 class Model(_Strict):
     """One served model, keyed in the YAML by the public id clients send."""
 
@@ -199,6 +219,7 @@ class Model(_Strict):
         description="environment variable holding the key the router sends to this model's backend "
         "(Authorization: Bearer KEY); without it no Authorization is sent. The client's own is never forwarded",
     )
+    admission: Admission = Admission()
 
     @field_validator("aliases", "match")
     @classmethod
@@ -243,6 +264,25 @@ class Model(_Strict):
     def env_prefix(self) -> str:
         """Prefix of this model's knobs in .env / compose, e.g. QWEN_ for service qwen."""
         return self.serve.service.upper().replace("-", "_") + "_"
+
+    def max_batch_size(self) -> int:
+        """max_batch_size of the serve config (trtllm's default when the file sets none)."""
+        path = REPO_ROOT / self.serve.config
+        try:
+            options = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise RegistryError(f"models.{self.id}.serve.config: cannot read {path}: {err}") from None
+        value = options.get("max_batch_size", TRTLLM_DEFAULT_MAX_BATCH_SIZE) if isinstance(options, dict) else None
+        if not isinstance(value, int) or value < 1:
+            raise RegistryError(f"models.{self.id}.serve.config: max_batch_size in {path} must be an integer >= 1")
+        return value
+
+    def admission_limits(self) -> dict:
+        """max_in_flight, queue_size, queue_timeout_s with the defaults filled in."""
+        a = self.admission
+        max_in_flight = self.max_batch_size() if a.max_in_flight is None else a.max_in_flight
+        queue_size = 2 * max_in_flight if a.queue_size is None else a.queue_size
+        return {"max_in_flight": max_in_flight, "queue_size": queue_size, "queue_timeout_s": a.queue_timeout_s}
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ def router_config(reg: Registry, upstreams: dict[str, list[str]] | None = None,
             "reasoning": m.reasoning.model_dump(exclude_none=True),
             "request": m.request.model_dump(),
             **({"backend_key_env": m.backend_key_env} if m.backend_key_env else {}),
+            "admission": m.admission_limits(),
         })
     out = {
         "_generated": BANNER,

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from configs.registry import DEFAULT_REGISTRY, RegistryError, load_registry, parse_registry
+from configs.registry import DEFAULT_REGISTRY, REPO_ROOT, RegistryError, load_registry, parse_registry
 from configs.render import ROUTER_JSON, dumps, router_config
 
 BASE = yaml.safe_load(DEFAULT_REGISTRY.read_text())
@@ -110,3 +110,23 @@ def test_a_backend_key_is_rendered_as_the_name_of_its_variable_never_its_value()
     models = {m["id"]: m for m in router_config(reg)["models"]}
     assert models[QWEN]["backend_key_env"] == "QWEN_BACKEND_KEY"
     assert "backend_key_env" not in models[NEMOTRON]
+
+
+def test_admission_limits_default_from_the_serve_configs_max_batch_size():
+    reg = load_registry()
+    qwen = reg.find("qwen")
+    assert qwen.max_batch_size() == yaml.safe_load((REPO_ROOT / qwen.serve.config).read_text())["max_batch_size"] == 64
+    assert qwen.admission_limits() == {"max_in_flight": 64, "queue_size": 128, "queue_timeout_s": 60.0}
+    assert router_config(reg)["models"][0]["admission"]["max_in_flight"] == 64
+
+
+def test_admission_limits_can_be_set_or_turned_off_per_model():
+    data = yaml.safe_load(DEFAULT_REGISTRY.read_text())
+    data["models"][QWEN]["admission"] = {"max_in_flight": 0, "queue_timeout_s": 5}
+    data["models"][NEMOTRON]["admission"] = {"max_in_flight": 8, "queue_size": 3}
+    reg = parse_registry(data)
+    assert reg.find("qwen").admission_limits() == {"max_in_flight": 0, "queue_size": 0, "queue_timeout_s": 5.0}
+    assert reg.find("nemotron").admission_limits() == {"max_in_flight": 8, "queue_size": 3, "queue_timeout_s": 60.0}
+    data["models"][QWEN]["admission"] = {"queue_timeout_s": 0}
+    with pytest.raises(RegistryError, match="admission.queue_timeout_s"):
+        parse_registry(data)
