@@ -6,7 +6,8 @@ Usage:
 
 NAME in --upstream is a model id or alias from configs/models.yaml; repeat the flag (or list
 HOST:PORT,HOST:PORT) for several servers of one model. Only the models named are deployed;
-with no --upstream, the registry's own addresses are used. Prints the URL when ready and stops
+with no --upstream, the registry's own addresses are used. `--keys FILE` turns API keys on
+(a file made by scripts/keys.py, re-read within seconds of a change). Prints the URL when ready and stops
 cleanly on Ctrl-C / SIGTERM. Uses `openresty` when on PATH, else Debian's nginx + Lua module.
 """
 
@@ -70,12 +71,15 @@ def parse_upstreams(values: list[str], registry) -> dict[str, list[str]]:
     return out
 
 
-def make_prefix(prefix: Path, router_json: str, host: str, port: int, needs_modules: bool) -> None:
+def make_prefix(prefix: Path, router_json: str, host: str, port: int, needs_modules: bool,
+                workers: int | None = None) -> None:
     """Lay out an nginx prefix: our conf and Lua, plus what differs on this host."""
     conf = prefix / "conf"
     shutil.copytree(NGINX_DIR / "conf", conf, dirs_exist_ok=True)
     listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     (conf / "listen.conf").write_text(f"listen {listen} reuseport;\n")
+    if workers:
+        (conf / "workers.conf").write_text(f"worker_processes {workers};\n")
     main_d = conf / "main.d"
     main_d.mkdir(exist_ok=True)
     lines = [f"load_module {DEBIAN_MODULES / m};" for m in DEBIAN_LUA_MODULES] if needs_modules else []
@@ -117,6 +121,11 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help=f"model registry (default: {DEFAULT_REGISTRY.relative_to(REPO_ROOT)})")
     parser.add_argument("--health-interval", type=float, default=None,
                         help="seconds between health probes (default: the registry's router.health.interval_s)")
+    parser.add_argument("--keys", type=Path, default=None, metavar="FILE",
+                        help="API keys file (scripts/keys.py); every /v1 request then needs a key "
+                        "(default: none, the router is open)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="nginx worker processes (default: one per CPU)")
     parser.add_argument("--prefix", type=Path, default=None,
                         help="nginx prefix to create and keep, logs in PREFIX/logs (default: a temp dir, removed)")
 
@@ -132,6 +141,20 @@ def main(args: argparse.Namespace) -> int:
     if args.health_interval is not None and args.health_interval <= 0:
         print("error: --health-interval must be > 0", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 1:
+        print("error: --workers must be >= 1", file=sys.stderr)
+        return 2
+    env = dict(os.environ)
+    if args.keys is not None:
+        if not args.keys.is_file():
+            print(f"error: --keys {args.keys}: no such file (create it with scripts/keys.py add)", file=sys.stderr)
+            return 2
+        env["ROUTER_KEYS_FILE"] = str(args.keys.resolve())
+    try:
+        router_json = dumps(router_config(registry, upstreams, args.health_interval))
+    except RegistryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     with socket.socket() as s:
         if s.connect_ex(("127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host, args.port)) == 0:
             print(f"error: something already listens on port {args.port}", file=sys.stderr)
@@ -140,11 +163,10 @@ def main(args: argparse.Namespace) -> int:
     keep = args.prefix is not None
     prefix = (args.prefix or Path(tempfile.mkdtemp(prefix="llm-router-"))).resolve()
     prefix.mkdir(parents=True, exist_ok=True)
-    make_prefix(prefix, dumps(router_config(registry, upstreams, args.health_interval)),
-                args.host, args.port, needs_modules)
+    make_prefix(prefix, router_json, args.host, args.port, needs_modules, args.workers)
 
     proc = subprocess.Popen([binary, "-p", f"{prefix}/", "-c", "conf/nginx.conf", "-g", "daemon off;"],
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     stop = {"signal": None}
 
     def on_signal(signum, _frame):

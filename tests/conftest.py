@@ -200,10 +200,15 @@ def fake_backend():
 
 
 def start_router(prefix: Path, upstreams: dict[str, list[str]] | None, *, health_interval: float = 0.1,
-                 registry: Path | None = None, env: dict | None = None, port: int | None = None) -> Router:
+                 registry: Path | None = None, env: dict | None = None, port: int | None = None,
+                 keys: Path | None = None, workers: int | None = None) -> Router:
     port = port or free_port()
     cmd = [sys.executable, str(REPO / "scripts" / "run_router.py"), "--port", str(port),
            "--prefix", str(prefix), "--health-interval", str(health_interval)]
+    if keys:
+        cmd += ["--keys", str(keys)]
+    if workers:
+        cmd += ["--workers", str(workers)]
     for name, addrs in (upstreams or {}).items():
         cmd += ["--upstream", f"{name}={','.join(addrs)}"]
     if registry:

@@ -12,7 +12,7 @@ local LOG = "[accesslog] "
 
 -- One access-log line: JSON with these fields in this order (absent = null), never prompt or
 -- completion text. Built by hand: cjson.encode of a table cost ~10% of router throughput.
-local LOG_FIELDS = { "time", "model", "upstream", "method", "path", "status", "ttft_ms", "duration_ms",
+local LOG_FIELDS = { "time", "model", "key", "upstream", "method", "path", "status", "ttft_ms", "duration_ms",
                      "router_ms", "prompt_tokens", "output_tokens", "reasoning_tokens", "reasoning_events", "bytes_in",
                      "bytes_out", "upstream_tries", "client_abort", "request_id" }
 local function escape_char(c)

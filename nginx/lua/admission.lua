@@ -78,12 +78,12 @@ local function skip_gone(dict, id)
 end
 
 -- limits: { max_in_flight, queue_size, queue_timeout_s }; env: { now(), sleep(s), aborted() }.
--- Returns true, waited_s (admitted; call leave() when done) or nil, reason, waited_s with
+-- Returns true, nil, waited_s (admitted; call leave() when done) or nil, reason, waited_s with
 -- reason "queue_full", "timeout", "aborted" or "lock".
 function _M.enter(dict, id, limits, env)
     local max = limits.max_in_flight
     if not max or max <= 0 then
-        return true, 0
+        return true, nil, 0
     end
     local sleep = env.sleep
     local l = lock(dict, id, sleep)
@@ -96,7 +96,7 @@ function _M.enter(dict, id, limits, env)
         -- incr, not set: leave() decrements without the lock.
         dict:incr(k(id, "in"), 1, 0)
         unlock(dict, l)
-        return true, 0
+        return true, nil, 0
     end
     local depth = get(dict, id, "depth")
     if depth >= (limits.queue_size or 0) then
@@ -126,7 +126,7 @@ function _M.enter(dict, id, limits, env)
                 dict:set(k(id, "depth"), get(dict, id, "depth") - 1)
                 dict:delete(k(id, "alive" .. SEP .. ticket))
                 unlock(dict, l)
-                return true, env.now() - start
+                return true, nil, env.now() - start
             end
             if aborted or late then
                 if mine or head < ticket then

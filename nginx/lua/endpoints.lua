@@ -7,6 +7,7 @@ local upstream = require("upstream")
 local metrics = require("metrics")
 local errors = require("errors")
 local status = require("status")
+local guard = require("guard")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -43,24 +44,35 @@ local function only_get()
     return true
 end
 
+-- With keys on, only the key's models.
 function _M.list_models()
-    if not only_get() then
+    local who = guard.authenticate()
+    if not who or not only_get() then
         return
     end
     local data = {}
     for _, model in ipairs(reg.deployed) do
-        for _, entry in ipairs(model_entries(model)) do
-            data[#data + 1] = entry
+        if guard.visible(who, model) then
+            for _, entry in ipairs(model_entries(model)) do
+                data[#data + 1] = entry
+            end
         end
     end
     if #data == 0 then
-        return send_json(200, { object = "list", data = EMPTY_ARRAY or {} })
+        if not EMPTY_ARRAY then
+            -- Debian's cjson would write "data": {}, which clients refuse as a list.
+            ngx.header["Content-Type"] = "application/json"
+            ngx.say('{"object":"list","data":[]}')
+            return ngx.exit(200)
+        end
+        return send_json(200, { object = "list", data = EMPTY_ARRAY })
     end
     return send_json(200, { object = "list", data = data })
 end
 
 function _M.get_model()
-    if not only_get() then
+    local who = guard.authenticate()
+    if not who or not only_get() then
         return
     end
     local name = ngx.unescape_uri(sub(ngx_var.uri, #"/v1/models/" + 1))
@@ -68,6 +80,9 @@ function _M.get_model()
     if not model or not model.deployed then
         return send_error(404, "The model '" .. echo(name) .. "' does not exist. Available models: "
             .. registry.deployed_names(reg), nil, "model", "model_not_found")
+    end
+    if not guard.visible(who, model) then
+        return guard.refuse_model(model)
     end
     local entries = model_entries(model)
     for _, entry in ipairs(entries) do
@@ -130,10 +145,16 @@ function _M.metrics()
         return send_error(404, "Metrics are turned off on this router (ROUTER_METRICS=off)",
             "invalid_request_error", nil, "metrics_disabled")
     end
-    return metrics.serve(reg, health.state)
+    if not guard.metrics_allowed() then
+        return
+    end
+    return metrics.serve(reg, health.state, guard.queue_depth)
 end
 
 function _M.not_found()
+    if sub(ngx_var.uri, 1, 4) == "/v1/" and not guard.authenticate() then
+        return
+    end
     return send_error(404, "Invalid URL (" .. echo(ngx_req.get_method()) .. " " .. echo(ngx_var.uri) .. ")",
         nil, nil, "unknown_url")
 end

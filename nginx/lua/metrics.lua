@@ -33,6 +33,9 @@ _M.HISTOGRAMS = {
     router_inter_token_latency_seconds = {
         help = "Gap between successive upstream stream events with text (one decode step at stream_interval 1).",
         buckets = { 0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5 } },
+    router_queue_wait_seconds = {
+        help = "Time a request waited in its model's admission queue (requests that had to wait).",
+        buckets = { 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120 } },
 }
 
 _M.COUNTERS = {
@@ -45,11 +48,14 @@ _M.COUNTERS = {
     router_prompt_tokens_total = "Prompt tokens reported by upstream usage.",
     router_upstream_retries_total = "Extra upstream attempts after a failed connect (failover).",
     router_client_aborts_total = "Requests the client closed before the response was complete.",
+    router_rate_limited_total = "Requests refused with 429 rate_limit_exceeded, by key and limit (rpm, tpm, max_concurrent).",
+    router_admission_rejections_total = "Requests refused with 429 model_busy, by model and reason (queue_full, timeout).",
 }
 
 local GAUGE_HELP = {
     router_requests_in_flight = "Generation requests accepted and not yet finished.",
     router_upstream_state = "1 for the current health state of each upstream (ready, starting, down).",
+    router_queue_depth = "Requests waiting in the model's admission queue.",
 }
 local STATES = { "ready", "starting", "down" }
 
@@ -229,9 +235,10 @@ function _M.per_model(snapshot)
     end
     for key, value in pairs(snapshot) do
         local kind, name, rest = match(key, "^(%a)" .. SEP .. "([^" .. SEP .. "]+)" .. SEP .. "(.*)$")
+        -- With keys on, a model's counts are spread over key="..." series: summed here.
         if kind == "c" and name == "router_requests_total" then
-            local model, status = match(rest, '^model="(.*)",status="(%d+)"$')
-            if model then
+            local model, status = match(rest, '^model="([^"]*)"'), match(rest, 'status="(%d+)"$')
+            if model and status then
                 local e = entry(model)
                 e.requests = e.requests + value
                 if tonumber(status) >= 400 then
@@ -239,9 +246,10 @@ function _M.per_model(snapshot)
                 end
             end
         elseif kind == "c" and name == "router_output_tokens_total" then
-            local model = match(rest, '^model="(.*)"$')
+            local model = match(rest, '^model="([^"]*)"')
             if model then
-                entry(model).output_tokens = value
+                local e = entry(model)
+                e.output_tokens = e.output_tokens + value
             end
         elseif kind == "g" and name == "router_requests_in_flight" then
             local model = match(rest, '^model="(.*)"$')
@@ -301,22 +309,28 @@ end
 -- The dict keys of one model's series, built once per worker (model is a registry id or
 -- "unknown": the table stays small) rather than escaped and concatenated on every request.
 local key_cache = {}
-local function keys_of(model)
-    local k = key_cache[model]
+-- Series names of one model (and, with keys on, one key's name: bounded, from the keys file),
+-- built once per worker: requests, tokens and client aborts carry the key, the rest only the model.
+local function keys_of(model, key)
+    local ck = key and (model .. "\1" .. key) or model
+    local k = key_cache[ck]
     if not k then
         local ml = 'model="' .. esc(model) .. '"'
+        local mkl = key and (ml .. ',key="' .. esc(key) .. '"') or ml
         k = { ml = ml, hist = {},
-              requests = "c" .. SEP .. "router_requests_total" .. SEP .. ml .. ',status="',
+              requests = "c" .. SEP .. "router_requests_total" .. SEP .. mkl .. ',status="',
               in_flight = "g" .. SEP .. "router_requests_in_flight" .. SEP .. ml }
-        for _, name in ipairs({ "output_tokens", "reasoning_tokens", "prompt_tokens", "reasoning_events",
-                                "upstream_retries", "client_aborts" }) do
+        for _, name in ipairs({ "output_tokens", "reasoning_tokens", "prompt_tokens", "client_aborts" }) do
+            k[name] = "c" .. SEP .. "router_" .. name .. "_total" .. SEP .. mkl
+        end
+        for _, name in ipairs({ "reasoning_events", "upstream_retries" }) do
             k[name] = "c" .. SEP .. "router_" .. name .. "_total" .. SEP .. ml
         end
         for name in pairs(_M.HISTOGRAMS) do
             local base = "h" .. SEP .. name .. SEP .. model .. SEP
             k.hist[name] = { base .. "0", base .. "-1", base = base }
         end
-        key_cache[model] = k
+        key_cache[ck] = k
     end
     return k
 end
@@ -331,6 +345,24 @@ end
 -- ROUTER_METRICS=off turns off per-request tracking: no /metrics series, no access log
 -- (log() returns no record).
 local enabled = true
+
+-- For other modules (guard.lua): one counter step or one histogram observation.
+-- labels: preformatted, from bounded values only.
+function _M.count(name, labels, n)
+    if enabled then
+        incr("c" .. SEP .. name .. SEP .. labels, n or 1)
+    end
+end
+
+function _M.observe(name, model, v)
+    if enabled then
+        observe(name, model, v)
+    end
+end
+
+function _M.label(v)
+    return esc(v)
+end
 
 -- init: read the switch once.
 function _M.configure(value)
@@ -465,7 +497,12 @@ function _M.log(m, want_record)
     update_time()
     local t_end = now()
     local duration = t_end - t_start
-    local k = keys_of(model)
+    -- With keys on, counters also carry the key's name.
+    local key = var.router_key
+    if key == "" then
+        key = nil
+    end
+    local k = keys_of(model, key)
 
     incr(k.requests .. tonumber(status) .. '"', 1)
     if model_var ~= nil and model_var ~= "" then
@@ -546,6 +583,7 @@ function _M.log(m, want_record)
     return {
         time = sub(utc, 1, 10) .. "T" .. sub(utc, 12) .. "Z",
         model = model,
+        key = key,
         upstream = (peer ~= nil and peer ~= "") and peer or nil,
         method = var.request_method,
         path = uri,
@@ -577,13 +615,17 @@ function _M.snapshot()
     return snapshot
 end
 
--- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state.
-function _M.serve(reg, state)
+-- GET /metrics. `reg` is the loaded registry (router.registry()), `state` health.state,
+-- `queue_depth(model_id)` the length of the model's admission queue.
+function _M.serve(reg, state, queue_depth)
     local snapshot = _M.snapshot()
     local extra = {}
     for _, model in ipairs(reg and reg.deployed or {}) do
         local ml = 'model="' .. esc(model.id) .. '"'
         extra[#extra + 1] = { "router_requests_in_flight", ml, snapshot["g" .. SEP .. "router_requests_in_flight" .. SEP .. ml] or 0 }
+        if queue_depth then
+            extra[#extra + 1] = { "router_queue_depth", ml, queue_depth(model.id) }
+        end
         for _, addr in ipairs(model.upstreams) do
             local current = state(addr)
             for _, s in ipairs(STATES) do

@@ -24,7 +24,7 @@ function _M.new(data, deployed)
         local model = { id = m.id, display_name = m.display_name or m.id, aliases = m.aliases or {},
                         variants = m.variants or {}, wait_for_ready_s = m.wait_for_ready_s or 0,
                         upstreams = m.upstreams, timeouts = m.timeouts or {}, reasoning = m.reasoning or {},
-                        request = m.request or {}, backend_key_env = m.backend_key_env, deployed = false }
+                        request = m.request or {}, backend_key_env = m.backend_key_env, admission = m.admission, deployed = false }
         reg.models[i] = model
         for _, name in ipairs({ m.id, unpack(model.aliases) }) do
             local key = lower(name)

@@ -4,10 +4,11 @@
 --
 -- A generation request (POST /v1/chat/completions, /v1/completions, /v1/responses) passes:
 --   access         new_state() creates ngx.ctx.router (`rc`, the one per-request table; made
---                  nowhere else), then: method -> body read and decoded once -> [auth,
---                  admission: hook here, before routing] -> model resolved (registry) ->
---                  field types checked (reqcheck) ->
---                  ready peers chosen (upstream) -> request edits (chatreq) -> metrics.start.
+--                  nowhere else), then: API key (guard.authenticate) -> method -> body read
+--                  and decoded once -> model resolved (registry) -> the key's scope -> field
+--                  types checked (reqcheck) -> ready peers chosen (upstream) -> request edits
+--                  (chatreq) -> key limits, admission queue (guard.admit; may wait) -> peers
+--                  chosen again -> metrics.start.
 --                  Every refusal is errors.send(...) in the OpenAI shape.
 --   balancer       upstream.balance(rc): round-robin over the ready peers, failover before
 --                  the first byte.
@@ -45,6 +46,7 @@ local readywait = require("readywait")
 local hopbyhop = require("hopbyhop")
 local reqcheck = require("reqcheck")
 local mainlog = require("mainlog")
+local guard = require("guard")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -107,6 +109,7 @@ function _M.init()
     end
     health.configure_resolver(os.getenv("ROUTER_RESOLVER"))
     metrics.configure(os.getenv("ROUTER_METRICS"))
+    guard.init(reg)
     endpoints.configure(reg)
 end
 
@@ -124,6 +127,7 @@ function _M.init_worker()
         accesslog.init_worker()
     end
     status.init_worker()
+    guard.init_worker()
 end
 
 -- rewrite, every request (nginx/conf/router.conf). `to`: the named location that serves it.
@@ -144,6 +148,7 @@ end
 --   resp           chatresp state when the response is reshaped
 --   body           the body filter's treatment (set in header_filter), with its state:
 --                  sse (the framer), parts and size (a body held whole)
+--   key, key_info, usage       guard.lua's: the API key, its limits, tokens when metrics are off
 local function new_state()
     local rc = {}
     ngx.ctx.router = rc
@@ -208,6 +213,9 @@ end
 
 function _M.access()
     local rc = new_state()
+    if not guard.authenticate(rc) then
+        return
+    end
     local method = ngx_req.get_method()
     if method ~= "POST" then
         return send_error(405, "Method " .. echo(method) .. " is not allowed on " .. echo(ngx_var.uri)
@@ -221,6 +229,9 @@ function _M.access()
     local model, variant = resolve_model(name)
     if not model then
         return
+    end
+    if rc.key and not guard.visible(rc.key, model) then
+        return guard.refuse_model(model)
     end
     local bad = reqcheck.check(body, req, KINDS[ngx_var.uri])
     if bad then
@@ -273,6 +284,10 @@ function _M.access()
 
     rc.model = model
     ngx_var.router_model = model.id
+    -- Peers chosen again after a wait in the queue: it may have outlasted a server.
+    if guard.admit(rc, model, req) and not upstream.choose(rc, model) then
+        return send_unavailable(model)
+    end
     metrics.start(rc, model.id)
 end
 
@@ -373,6 +388,7 @@ function _M.header_filter()
         return   -- nginx's own error page (/_router/nginx-error), or a request refused before routing
     end
     metrics.header(rc)
+    guard.header_filter(rc)
     local status = ngx.status
     if status >= 400 and rc.peer and ngx_var.upstream_status then
         rc.body, rc.parts = body_error, {}
@@ -402,6 +418,9 @@ end
 
 function _M.body_filter()
     local rc = ngx.ctx.router
+    if rc and rc.usage then
+        guard.body(rc, ngx.arg[1])   -- metrics off and a key with tpm: usage read here
+    end
     local treat = rc and rc.body
     if treat then
         -- Only here is the chunk read: ngx.arg[1] copies it into a Lua string.
@@ -411,6 +430,8 @@ end
 
 function _M.log()
     local rc = ngx.ctx.router
+    -- Slots and token counts first: once a request shows in /metrics, its key's counts are final.
+    guard.log(rc)
     local rec = metrics.log(rc and rc.metrics, accesslog.enabled())
     if rec then
         accesslog.write(rec)

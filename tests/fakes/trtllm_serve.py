@@ -32,8 +32,12 @@ an earlier prompt already had (see PromptCounter).
 Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
                        "token_interval": 0.01, "gate": true, "die_after_events": 3}
-  POST /fake/release  {"n": 1}   # with gate on, let n more stream events out
-  GET  /fake/requests             # raw bodies (and headers) received on the generation endpoints
+  POST /fake/release  {"n": 1}   # with gate on, let n more stream events (or non-streamed answers) out
+  GET  /fake/requests             # raw bodies and headers received on the generation endpoints, and
+                                  # "disconnected": whether the client went before the answer ended
+Client disconnects are noticed as trtllm-serve notices them: a task per request polls
+`raw_request.is_disconnected()` (OpenAIServer.await_disconnected in tensorrt_llm/serve/openai_server.py,
+which then aborts the generation; it polls every 1 s, the fake every 0.05 s).
 """
 
 from __future__ import annotations
@@ -394,6 +398,11 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         for key, value in changes.items():
             if not hasattr(b, key) or key in ("released", "requests"):
                 return error_response(f"unknown control '{key}'")
+            if key == "gate":
+                # A fresh gate: no releases left over from before; whoever waited at the old one goes.
+                old, b.released = b.released, asyncio.Semaphore(0)
+                for _ in range(1000):
+                    old.release()
             setattr(b, key, value)
         return {"ok": True}
 
@@ -408,9 +417,26 @@ def create_app(args: argparse.Namespace) -> FastAPI:
     async def received() -> list:
         return b.requests
 
-    async def record(request: Request) -> None:
-        b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8"),
-                           "headers": dict(request.headers)})
+    async def record(request: Request) -> dict[str, Any]:
+        rec = {"path": request.url.path, "body": (await request.body()).decode("utf-8"),
+               "headers": dict(request.headers), "disconnected": False, "done": False, "events_sent": 0}
+        b.requests.append(rec)
+        asyncio.create_task(watch_disconnect(request, rec))
+        return rec
+
+    async def watch_disconnect(request: Request, rec: dict[str, Any]) -> None:
+        while not rec["done"]:
+            if await request.is_disconnected():
+                rec["disconnected"] = True
+                return
+            await asyncio.sleep(0.05)
+
+    async def reply(rec: dict[str, Any], response: Response, gated: bool = True) -> Response:
+        """A non-streamed answer: with gate on, held until one release (the whole generation)."""
+        if gated and b.gate:
+            await b.released.acquire()
+        rec["done"] = True
+        return response
 
     def tokens_for(max_tokens: int | None) -> tuple[list[str], str]:
         n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
@@ -431,12 +457,14 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         # tensorrt_llm/serve/postprocess_handlers.py), the shape the router's pass-through is fast for.
         return "data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n\n"
 
-    async def stream_events(events: list[str]):
+    async def stream_events(events: list[str], rec: dict[str, Any]):
         for i, event in enumerate(events):
             if b.die_after_events is not None and i >= b.die_after_events:
                 raise ConnectionAbortedError("fake executor died mid-stream")
             await pace(i)
             yield event
+            rec["events_sent"] = i + 1
+        rec["done"] = True
 
     def usage(prompt: int, completion: int, cached: int | None = None) -> dict:
         out = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -446,9 +474,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatCompletionRequest, request: Request) -> Response:
-        await record(request)
+        rec = await record(request)
         if not b.generate_ok:
-            return error_response("executor is not running", 500, "InternalServerError")
+            return await reply(rec, error_response("executor is not running", 500, "InternalServerError"), False)
         answer, finish = tokens_for(req.max_completion_tokens or req.max_tokens)
         canned = b.eval_answer(req.messages)
         if canned is not None:
@@ -463,7 +491,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         prompt_tokens, cached = b.prompt_tokens(req.messages)
         if not req.stream:
             if req.stream_options is not None:
-                return error_response("Stream options can only be defined when `stream=True`.")
+                return await reply(rec, error_response("Stream options can only be defined when `stream=True`."), False)
             text, reasoning = "".join(toks), None
             if parsing:
                 reasoning, text = ReasoningParser(b.reasoning_parser, req.chat_template_kwargs).whole(text)
@@ -471,8 +499,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
                                                 "reasoning_content": reasoning, "tool_calls": []},
                         "logprobs": None, "finish_reason": finish, "stop_reason": None}
                        for i in range(req.n)]
-            return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n, cached)})
+            return await reply(rec, JSONResponse({
+                "id": rid, "object": "chat.completion", "created": created, "model": req.model,
+                "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n, cached)}))
 
         def chunk(choices: list, **extra: Any) -> str:
             return sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -499,21 +528,22 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         if req.stream_options and req.stream_options.include_usage:
             events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n, cached)))
         events.append("data: [DONE]\n\n")
-        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+        return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
     @app.post("/v1/completions")
     async def completions(req: CompletionRequest, request: Request) -> Response:
-        await record(request)
+        rec = await record(request)
         if not b.generate_ok:
-            return error_response("executor is not running", 500, "InternalServerError")
+            return await reply(rec, error_response("executor is not running", 500, "InternalServerError"), False)
         toks, finish = tokens_for(req.max_tokens)
         rid, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         prompt_tokens = count_words(req.prompt)
         if not req.stream:
             choices = [{"index": i, "text": "".join(toks), "logprobs": None, "finish_reason": finish}
                        for i in range(req.n)]
-            return JSONResponse({"id": rid, "object": "text_completion", "created": created, "model": req.model,
-                                 "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n)})
+            return await reply(rec, JSONResponse({
+                "id": rid, "object": "text_completion", "created": created, "model": req.model,
+                "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n)}))
 
         def chunk(choices: list, **extra: Any) -> str:
             return sse({"id": rid, "object": "text_completion", "created": created, "model": req.model,
@@ -526,11 +556,11 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         if req.stream_options and req.stream_options.include_usage:
             events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n)))
         events.append("data: [DONE]\n\n")
-        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+        return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
     @app.post("/v1/responses")
     async def responses(req: ResponsesRequest, request: Request) -> Response:
-        await record(request)
+        rec = await record(request)
         toks, _ = tokens_for(req.max_output_tokens)
         rid, created = f"resp_{uuid.uuid4().hex}", int(time.time())
         text = "".join(toks)
@@ -541,14 +571,14 @@ def create_app(args: argparse.Namespace) -> FastAPI:
                              "content": [{"type": "output_text", "text": text, "annotations": []}]}],
                  "usage": {"input_tokens": in_tok, "output_tokens": len(toks), "total_tokens": in_tok + len(toks)}}
         if not req.stream:
-            return JSONResponse(final)
+            return await reply(rec, JSONResponse(final))
         events = [f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'response': {**final, 'status': 'in_progress', 'output': []}})}\n\n"]
         for tok in toks:
             delta = {"type": "response.output_text.delta", "item_id": msg_id, "output_index": 0,
                      "content_index": 0, "delta": tok}
             events.append(f"event: response.output_text.delta\ndata: {json.dumps(delta)}\n\n")
         events.append(f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'response': final})}\n\n")
-        return StreamingResponse(stream_events(events), media_type="text/event-stream")
+        return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
     return app
 

@@ -76,6 +76,17 @@ describe("metrics.per_model", function()
         assert.same({}, q.itl)
         assert.same({ 5, 5 }, { per.unknown.requests, per.unknown.errors })
     end)
+
+    it("sums a model's series over API keys", function()
+        local per = metrics.per_model({
+            ["c" .. SEP .. "router_requests_total" .. SEP .. 'model="m",key="alice",status="200"'] = 3,
+            ["c" .. SEP .. "router_requests_total" .. SEP .. 'model="m",key="bob",status="429"'] = 2,
+            ["c" .. SEP .. "router_output_tokens_total" .. SEP .. 'model="m",key="alice"'] = 30,
+            ["c" .. SEP .. "router_output_tokens_total" .. SEP .. 'model="m",key="bob"'] = 12,
+        })
+        assert.same({ 5, 2, 42 }, { per.m.requests, per.m.errors, per.m.output_tokens })
+        assert.is_nil(per['m",key="alice'])
+    end)
 end)
 
 describe("recent", function()
