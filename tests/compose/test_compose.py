@@ -97,7 +97,8 @@ def test_the_router_publishes_port_8000_and_mounts_our_nginx_tree(profile):
     assert [(p["published"], p["target"]) for p in router["ports"]] == [("8000", 8000)]
     mounts = {v["target"]: (Path(v["source"]).relative_to(REPO).as_posix(), v.get("read_only")) for v in router["volumes"]}
     assert mounts == {"/router/conf": ("nginx/conf", True), "/router/lua": ("nginx/lua", True),
-                      "/router/registry.json": ("nginx/registry.json", True), "/router/ui": ("nginx/ui", True)}
+                      "/router/registry.json": ("nginx/registry.json", True), "/router/ui": ("nginx/ui", True),
+                      "/router/keys": ("keys", True)}
     assert "openresty -p /router -c conf/nginx.conf" in " ".join(router["entrypoint"])
     assert "router" in router["networks"]["default"]["aliases"]
     assert "depends_on" not in router, "the router must come up at once and answer 503 while models load"
