@@ -10,20 +10,9 @@ import threading
 import openai
 import pytest
 
-from tests.conftest import NEMOTRON, QWEN, FakeBackend, free_port, wait_for, write_registry
+from tests.conftest import NEMOTRON, QWEN, wait_for, write_registry
 from tests.observability.test_metrics import scrape, val
-from tests.router.test_keys import Seen, client, error_of, write_keys
-
-ALICE = {"key": "alice"}
-
-
-@pytest.fixture(scope="module")
-def backends():
-    qwen = FakeBackend(free_port(), QWEN, []).start()
-    nemo = FakeBackend(free_port(), NEMOTRON, []).start()
-    yield qwen, nemo
-    qwen.stop()
-    nemo.stop()
+from tests.router.test_keys import Seen, backends, client, error_of, write_keys  # noqa: F401 (fixture)
 
 
 @pytest.fixture
