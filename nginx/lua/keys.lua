@@ -128,7 +128,8 @@ local function flow_seq(text, lineno)
     return out
 end
 
--- A comment starts at '#' at the line start or after a space, outside quotes.
+-- A comment starts at '#' at the line start or after a space, outside quotes. A quote opens
+-- a string only where a value starts (after a space, '[' or ','): "it's" is plain text.
 local function strip_comment(line)
     local quote
     for i = 1, #line do
@@ -137,7 +138,7 @@ local function strip_comment(line)
             if c == quote then
                 quote = nil
             end
-        elseif c == '"' or c == "'" then
+        elseif (c == '"' or c == "'") and (i == 1 or find(sub(line, i - 1, i - 1), "[ %[,]")) then
             quote = c
         elseif c == "#" and (i == 1 or sub(line, i - 1, i - 1) == " ") then
             return sub(line, 1, i - 1)

@@ -427,7 +427,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
     async def watch_disconnect(request: Request, rec: dict[str, Any]) -> None:
         while not rec["done"]:
             if await request.is_disconnected():
-                rec["disconnected"] = True
+                rec["disconnected"], rec["disconnected_at"] = True, time.time()
                 return
             await asyncio.sleep(0.05)
 

@@ -64,6 +64,7 @@ keys:
     "---\nkeys:\n- name: x\n  sha256: aa\n  models:\n  - qwen\n",
     "keys:\n  -\n    name: x\n    rpm: 1\n",
     "keys:\n  - name: \"with # hash\"\n    models: [ a , 'b#c' ]\n",
+    "keys:\n  - name: it's # bob's key\n    models: [a,b] # two\n",
     "",
 }
 
