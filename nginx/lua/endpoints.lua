@@ -108,7 +108,7 @@ end
 
 -- GET /status: the status page's data (nginx/lua/status.lua); never prompt or completion text.
 function _M.status()
-    if not only_get() then
+    if not guard.status_allowed() or not only_get() then
         return
     end
     local models = {}

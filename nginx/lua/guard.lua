@@ -238,6 +238,19 @@ function _M.metrics_allowed()
     return true
 end
 
+-- GET /status (the status page's data: per-model load and recent requests with key names)
+-- with keys on: as /metrics from this host, else any valid key (the page sends its own).
+function _M.status_allowed()
+    if not keys.enabled() or metrics_from == "any" then
+        return true
+    end
+    local addr = ngx_var.remote_addr
+    if metrics_from == "loopback" and (addr == "::1" or sub(addr or "", 1, 4) == "127.") then
+        return true
+    end
+    return _M.authenticate() ~= nil
+end
+
 function _M.queue_depth(model_id)
     return admission.depth(queue, model_id)
 end

@@ -279,6 +279,12 @@ def test_metrics_need_a_metrics_key_from_outside_the_host(keyed):
     assert client(r, secrets["prom"]).models.list().data == []
 
 
+def test_the_status_page_data_needs_a_key_from_outside_the_host(keyed):
+    r, secrets = keyed({"name": "alice", "models": ["qwen"]}, env={"ROUTER_METRICS_FROM": "keys"})
+    assert r.get("/status").status_code == 401
+    assert r.get("/status", headers={"Authorization": f"Bearer {secrets['alice']}"}).status_code == 200
+
+
 def test_metrics_stay_readable_from_this_host_by_default(keyed):
     r, _ = keyed({"name": "alice"})
     assert r.get("/metrics").status_code == 200
