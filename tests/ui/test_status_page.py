@@ -54,7 +54,7 @@ def ui_stack(tmp_path_factory):
              "nemotron": FakeBackend(free_port(), NEMOTRON, ["--reasoning-parser", "nano-v3",
                                                              "--think-style", "nemotron"])}
     r = start_router(tmp / "router", {"qwen": [fakes["qwen"].addr], "nemotron": [fakes["nemotron"].addr]})
-    r.allow_log = re.compile(r"connect\(\) failed|upstream prematurely closed")
+    r.allow_log = re.compile(r"connect\(\) failed|upstream prematurely closed|recv\(\) failed \(104")
     try:
         yield r, fakes
     finally:
