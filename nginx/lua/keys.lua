@@ -12,6 +12,16 @@
 
 local _M = { _VERSION = "0.1.0" }
 
+-- Reloads run in timers, which log through the http{} error_log (crit, nginx/conf/nginx.conf):
+-- their lines go to the main error_log through mainlog. Outside nginx (busted) ngx.log is used.
+local has_mainlog, mainlog = pcall(require, "mainlog")
+local function log(level, ...)
+    if has_mainlog then
+        return mainlog.log(level, ...)
+    end
+    return ngx.log(level, ...)
+end
+
 local byte, find, format, gsub, lower, match, sub = string.byte, string.find, string.format, string.gsub,
     string.lower, string.match, string.sub
 local concat = table.concat
@@ -587,7 +597,7 @@ function _M.configure(keys_path, reg, window_s)
     end
     current, text_loaded = set, text
     for _, w in ipairs(set.warnings) do
-        ngx.log(ngx.WARN, LOG, "keys file ", path, ": ", w)
+        log(ngx.WARN, LOG, "keys file ", path, ": ", w)
     end
     return true
 end
@@ -598,7 +608,7 @@ local dict = ngx and ngx.shared and ngx.shared.router_keys
 local function report_once(what, text)
     local tag = "bad" .. SEP .. (text and _M.sha256_hex(text) or "unreadable")
     if dict and dict:add(tag, true, 3600) then
-        ngx.log(ngx.ERR, LOG, what)
+        log(ngx.ERR, LOG, what)
     end
 end
 
@@ -619,9 +629,9 @@ local function check()
     end
     current, text_loaded = set, text
     if dict and dict:add("ok" .. SEP .. _M.sha256_hex(text), true, 3600) then
-        ngx.log(ngx.NOTICE, LOG, "keys file ", path, " reloaded: ", #set.list, " keys")
+        log(ngx.NOTICE, LOG, "keys file ", path, " reloaded: ", #set.list, " keys")
         for _, w in ipairs(set.warnings) do
-            ngx.log(ngx.WARN, LOG, "keys file ", path, ": ", w)
+            log(ngx.WARN, LOG, "keys file ", path, ": ", w)
         end
     end
 end
@@ -636,11 +646,11 @@ function _M.init_worker()
         end
         local fine, e = pcall(check)
         if not fine then
-            ngx.log(ngx.ERR, LOG, "keys reload failed: ", e)
+            log(ngx.ERR, LOG, "keys reload failed: ", e)
         end
     end)
     if not ok then
-        ngx.log(ngx.ERR, LOG, "failed to start the keys reload timer: ", err)
+        log(ngx.ERR, LOG, "failed to start the keys reload timer: ", err)
     end
 end
 

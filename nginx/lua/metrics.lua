@@ -356,7 +356,7 @@ end
 
 function _M.observe(name, model, v)
     if enabled then
-        observe(name, model, v)
+        observe(keys_of(model), name, v)
     end
 end
 
