@@ -29,6 +29,21 @@ block reuse imitated: usage.prompt_tokens_details.cached_tokens = the leading fu
 an earlier prompt already had (see PromptCounter).
 --eval-answers good|bad answers the cases of scripts/eval_cases.yaml with their canned answers.
 
+Tool calls (--tool-parser qwen3 | qwen3_coder), as tensorrt_llm/serve/tool_parser/ parses them
+(qwen3_tool_parser.py: `<tool_call>\n{json}\n</tool_call>`, arguments streamed as pieces of
+json.dumps; qwen3_coder_parser.py: `<function=..><parameter=..>` XML, arguments streamed as
+`{"k": v`, `, "k2": v2`, `}`) and postprocess_handlers.chat_stream_post_processor sends them:
+with `tools` and tool_choice other than "none", and a last message that is not a tool result, the
+model reasons first, then calls the named (or first) tool with schema-valid arguments; the
+first delta of a call carries `id` ("chatcmpl-tool-...") and the name with empty arguments,
+later ones only argument text; finish_reason "tool_calls". After a tool result it answers text.
+`stop` strings cut the answer and are reported in the choice's `stop_reason`.
+
+/v1/responses keeps state as tensorrt_llm/serve/openai_server.py does: responses are stored
+(unless store=false), GET / DELETE /v1/responses/{id}, previous_response_id continues a stored
+one; an unknown id is a 404 "Response with id '...' not found.", one not starting with
+"resp_" a 400.
+
 Fake-only controls (never on the real server), used by tests:
   POST /fake/control  {"health_status": 503, "generate_ok": false, "first_token_delay": 2.0,
                        "token_interval": 0.01, "gate": true, "die_after_events": 3}
@@ -156,7 +171,7 @@ class ResponsesRequest(_Forbid):
     temperature: Optional[float] = None
     top_p: Optional[float] = None
     reasoning: Optional[dict[str, Any]] = None
-    store: Optional[bool] = None
+    store: Optional[bool] = True
     previous_response_id: Optional[str] = None
     text: Optional[dict[str, Any]] = None
     tools: Optional[list[dict[str, Any]]] = None
@@ -265,6 +280,56 @@ def guided_text(response_format: dict[str, Any] | None) -> str | None:
     return None
 
 
+def tool_call_for(req: "ChatCompletionRequest") -> tuple[str, dict[str, Any]] | None:
+    """The call the fake model makes (name, arguments), or None when it answers in text."""
+    if not req.tools or req.tool_choice == "none" or req.messages[-1:] == [] or req.messages[-1].get("role") == "tool":
+        return None
+    functions = [t.get("function") or {} for t in req.tools]
+    if isinstance(req.tool_choice, dict):
+        named = (req.tool_choice.get("function") or {}).get("name")
+        functions = [f for f in functions if f.get("name") == named] or functions
+    fn = functions[0]
+    return fn.get("name", ""), schema_instance(fn.get("parameters") or {"type": "object"})
+
+
+def tool_markup(parser: str, name: str, args: dict[str, Any]) -> str:
+    """What the model writes for a call, in the format its --tool_parser reads."""
+    if parser == "qwen3":
+        return "<tool_call>\n" + json.dumps({"name": name, "arguments": args}, ensure_ascii=False) + "\n</tool_call>"
+    params = "".join(f"<parameter={k}>\n{v if isinstance(v, str) else json.dumps(v)}\n</parameter>\n"
+                     for k, v in args.items())
+    return f"<tool_call>\n<function={name}>\n{params}</function>\n</tool_call>"
+
+
+def tool_argument_deltas(parser: str, args: dict[str, Any]) -> list[str]:
+    """The argument pieces a streamed call sends after its name."""
+    if parser == "qwen3":
+        # base_tool_parser.py streams prefixes of json.dumps(arguments) (ASCII-escaped, ", " / ": ").
+        text = json.dumps(args)
+        return [text[i:i + 8] for i in range(0, len(text), 8)]
+    # qwen3_coder_parser.py: one piece per complete <parameter>, the closing brace at </tool_call>.
+    items = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}" for k, v in args.items()]
+    if not items:
+        return []
+    return ["{" + items[0]] + [", " + item for item in items[1:]] + ["}"]
+
+
+def cut_at_stop(toks: list[str], stop: Any) -> tuple[list[str], str | None]:
+    """The answer up to the first stop string (not included), and the string matched."""
+    stops = [stop] if isinstance(stop, str) else [x for x in (stop or []) if isinstance(x, str) and x]
+    text = "".join(toks)
+    found = min(((text.find(x), x) for x in stops if x in text), default=None)
+    if found is None:
+        return toks, None
+    end, kept, pos = found[0], [], 0
+    for tok in toks:
+        if pos >= end:
+            break
+        kept.append(tok[:end - pos])
+        pos += len(tok)
+    return kept, found[1]
+
+
 def error_response(message: str, status: int = 400, err_type: str = "BadRequestError") -> JSONResponse:
     # trtllm's ErrorResponse: flat, not wrapped in "error".
     return JSONResponse({"object": "error", "message": message, "type": err_type, "param": None,
@@ -282,6 +347,8 @@ class Behaviour:
         self.output_tokens = args.output_tokens
         self.think_style = args.think_style
         self.reasoning_parser = args.reasoning_parser
+        self.tool_parser = args.tool_parser
+        self.responses: dict[str, dict[str, Any]] = {}   # trtllm's ConversationHistoryStore
         self.gate = False
         self.die_after_events: int | None = None
         self.released = asyncio.Semaphore(0)
@@ -484,6 +551,15 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         guided = guided_text(req.response_format)
         if guided is not None:
             answer, finish = [guided[i:i + 4] for i in range(0, len(guided), 4)], "stop"
+        matched = None
+        if guided is None:
+            answer, matched = cut_at_stop(answer, req.stop)
+            if matched is not None:
+                finish = "stop"
+        call = tool_call_for(req) if b.tool_parser != "none" else None
+        call_id = f"chatcmpl-tool-{uuid.uuid4().hex}"
+        if call is not None:
+            answer, finish = [], "tool_calls"
         prefix = think_prefix(b.think_style, req)
         toks = [prefix[i:i + 3] for i in range(0, len(prefix), 3)] + answer
         parsing = b.reasoning_parser != "none"
@@ -495,13 +571,20 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             text, reasoning = "".join(toks), None
             if parsing:
                 reasoning, text = ReasoningParser(b.reasoning_parser, req.chat_template_kwargs).whole(text)
+            tool_calls = []
+            if call is not None:
+                # detect_and_parse: qwen3 strips the text before the call, qwen3_coder keeps it.
+                text = text.strip() if b.tool_parser == "qwen3" else text
+                tool_calls = [{"id": call_id, "type": "function", "function": {
+                    "name": call[0], "arguments": json.dumps(call[1], ensure_ascii=False)}}]
+            n_out = len(toks) + (len(tool_argument_deltas(b.tool_parser, call[1])) + 1 if call else 0)
             choices = [{"index": i, "message": {"role": "assistant", "content": text,
-                                                "reasoning_content": reasoning, "tool_calls": []},
-                        "logprobs": None, "finish_reason": finish, "stop_reason": None}
+                                                "reasoning_content": reasoning, "tool_calls": tool_calls},
+                        "logprobs": None, "finish_reason": finish, "stop_reason": matched}
                        for i in range(req.n)]
             return await reply(rec, JSONResponse({
                 "id": rid, "object": "chat.completion", "created": created, "model": req.model,
-                "choices": choices, "usage": usage(prompt_tokens, len(toks) * req.n, cached)}))
+                "choices": choices, "usage": usage(prompt_tokens, n_out * req.n, cached)}))
 
         def chunk(choices: list, **extra: Any) -> str:
             return sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -523,10 +606,21 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         for tok in toks:
             events.append(chunk([{"index": i, "delta": delta(i, tok), "logprobs": None, "finish_reason": None}
                                  for i in range(req.n)]))
+        if call is not None:
+            # DeltaToolCall(id, index, function) dumped with exclude_none: no "type" key.
+            empty = {"content": "", "reasoning_content": ""} if parsing else {"content": ""}
+            pieces = [{"id": call_id, "index": 0, "function": {"name": call[0], "arguments": ""}}]
+            pieces += [{"index": 0, "function": {"arguments": a}} for a in tool_argument_deltas(b.tool_parser, call[1])]
+            for piece in pieces:
+                events.append(chunk([{"index": i, "delta": {**empty, "tool_calls": [piece]}, "logprobs": None,
+                                      "finish_reason": None} for i in range(req.n)]))
+            n_out = len(toks) + len(pieces)
+        else:
+            n_out = len(toks)
         events.append(chunk([{"index": i, "delta": delta(i, "", final=True), "logprobs": None,
-                              "finish_reason": finish, "stop_reason": None} for i in range(req.n)]))
+                              "finish_reason": finish, "stop_reason": matched} for i in range(req.n)]))
         if req.stream_options and req.stream_options.include_usage:
-            events.append(chunk([], usage=usage(prompt_tokens, len(toks) * req.n, cached)))
+            events.append(chunk([], usage=usage(prompt_tokens, n_out * req.n, cached)))
         events.append("data: [DONE]\n\n")
         return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
@@ -558,18 +652,47 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         events.append("data: [DONE]\n\n")
         return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
+    def response_id_error(response_id: str) -> JSONResponse | None:
+        # openai_server.py _create_invalid_response_id_error / _create_response_id_not_found_error
+        if not response_id.startswith("resp_"):
+            return error_response(f"Invalid 'response_id': '{response_id}'. Expected an ID that begins with 'resp'.",
+                                  400, "InvalidRequestError")
+        if response_id not in b.responses:
+            return error_response(f"Response with id '{response_id}' not found.", 404, "InvalidRequestError")
+        return None
+
+    @app.get("/v1/responses/{response_id}")
+    async def get_response(response_id: str) -> Response:
+        return response_id_error(response_id) or JSONResponse(b.responses[response_id]["response"])
+
+    @app.delete("/v1/responses/{response_id}")
+    async def delete_response(response_id: str) -> Response:
+        if (err := response_id_error(response_id)) is not None:
+            return err
+        del b.responses[response_id]
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
     @app.post("/v1/responses")
     async def responses(req: ResponsesRequest, request: Request) -> Response:
         rec = await record(request)
+        history: list[Any] = []
+        if req.previous_response_id is not None:
+            if (err := response_id_error(req.previous_response_id)) is not None:
+                return await reply(rec, err, False)
+            history = b.responses[req.previous_response_id]["history"]
         toks, _ = tokens_for(req.max_output_tokens)
         rid, created = f"resp_{uuid.uuid4().hex}", int(time.time())
         text = "".join(toks)
-        in_tok = count_words(req.input)
+        # The stored conversation is part of the prompt: input tokens grow along a chain.
+        in_tok = count_words(history) + count_words(req.input)
         msg_id = f"msg_{uuid.uuid4().hex}"
         final = {"id": rid, "object": "response", "created_at": created, "model": req.model, "status": "completed",
+                 "previous_response_id": req.previous_response_id,
                  "output": [{"type": "message", "id": msg_id, "status": "completed", "role": "assistant",
                              "content": [{"type": "output_text", "text": text, "annotations": []}]}],
                  "usage": {"input_tokens": in_tok, "output_tokens": len(toks), "total_tokens": in_tok + len(toks)}}
+        if req.store is not False:
+            b.responses[rid] = {"response": final, "history": [*history, req.input, text]}
         if not req.stream:
             return await reply(rec, JSONResponse(final))
         events = [f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'response': {**final, 'status': 'in_progress', 'output': []}})}\n\n"]
@@ -604,6 +727,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="answer eval cases (by their prompt) with their canned good or bad answer (default: off)")
     parser.add_argument("--eval-cases", default=str(Path(__file__).resolve().parents[2] / "scripts" / "eval_cases.yaml"),
                         help="the eval case file for --eval-answers (default: scripts/eval_cases.yaml)")
+    parser.add_argument("--tool-parser", choices=["none", "qwen3", "qwen3_coder"], default="none",
+                        help="trtllm-serve's --tool_parser to imitate (default: none)")
 
 
 def main(args: argparse.Namespace) -> int:
