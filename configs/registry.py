@@ -156,6 +156,9 @@ class RequestHygiene(_Strict):
 
     drop: tuple[str, ...] = Field(DEFAULT_DROP_FIELDS, description="top-level request fields removed")
     tool_choice_auto: bool = Field(True, description='add tool_choice "auto" when tools come without one')
+    messages: Literal["translate", "native"] = Field(
+        "translate", description="POST /v1/messages (Anthropic): the router translates it to chat completions, "
+        "or passes it through to a backend that speaks it (trtllm-serve after 1.3.0rc13)")
 
 
 class Variant(_Strict):
@@ -308,6 +311,9 @@ class RouterSettings(_Strict):
     port: int = Field(8000, ge=1, le=65535)
     health: HealthSettings = HealthSettings()
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 for a model not ready")
+    responses_ttl_s: int = Field(
+        86400, ge=1, description="how long the router remembers which server stored a /v1/responses response "
+        "(previous_response_id, GET and DELETE go there)")
 
 
 class Registry(_Strict):

@@ -51,6 +51,7 @@ def router_config(reg: Registry, upstreams: dict[str, list[str]] | None = None,
         "_generated": BANNER,
         "health": health,
         "retry_after_s": reg.router.retry_after_s,
+        "responses_ttl_s": reg.router.responses_ttl_s,
         "models": models,
     }
     if upstreams is not None:

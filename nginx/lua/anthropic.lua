@@ -3,6 +3,7 @@
 --   local text = anthropic.response(body, info)              -- chat.completion -> Message
 --   local st = anthropic.stream_new(info)
 --   local out = anthropic.stream_event(st, data)   -- one chat SSE `data:` payload -> Anthropic events
+--   local out = anthropic.translate(st, fr, n, shape)  -- the framer's n events, shaped first
 --   local out = anthropic.stream_end(st)           -- end of the upstream body
 --   local text = anthropic.count_response(body)    -- max_tokens=1 chat.completion -> {"input_tokens"}
 -- Mapping choices (README "Anthropic Messages API"); field shapes follow the anthropic Python
@@ -13,6 +14,7 @@
 -- and a client's tool inputs and schemas are copied as the bytes it sent (jsonbody).
 local cjson = require("cjson.safe")
 local jsonbody = require("jsonbody")
+local sse = require("sse")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -21,10 +23,7 @@ local find, sub, gsub, match = string.find, string.sub, string.gsub, string.matc
 local null = cjson.null
 local decode = cjson.decode
 
--- cjson escapes '/', and escapes '\' itself, so undoing '\/' keeps the meaning.
-local function str(s)
-    return (gsub(cjson.encode(s), "\\/", "/"))
-end
+local str = jsonbody.encode
 
 local function bad(message, status, etype)
     return { status = status or 400, type = etype or "invalid_request_error", message = message }
@@ -40,6 +39,19 @@ local ERROR_TYPES = {
 
 function _M.error_type(status)
     return ERROR_TYPES[status] or (status >= 500 and "api_error" or "invalid_request_error")
+end
+
+-- The router's own refusals on the Anthropic endpoints: a model still loading is 529
+-- overloaded_error (what Anthropic clients retry, honouring Retry-After); the rest keep their
+-- status with Anthropic's type for it.
+function _M.router_error(status, code)
+    if code == "model_starting" then
+        return 529, "overloaded_error"
+    end
+    if status == 503 then
+        return 503, "api_error"
+    end
+    return status, _M.error_type(status)
 end
 
 function _M.error_body(etype, message)
@@ -632,6 +644,30 @@ function _M.ping(st)
         return ""
     end
     return event("ping", '{"type":"ping"}')
+end
+
+-- The n complete chat events the framer fr holds after sse.feed -> Anthropic events.
+-- shape(data), when given, edits a chat payload first (the router's reasoning shaping) and may
+-- drop it by returning nil; observe(m, raw), when given, sees every chat event (metrics).
+function _M.translate(st, fr, n, shape, observe, m)
+    local out = {}
+    for i = 1, n do
+        if observe then
+            observe(m, sse.raw(fr, i))
+        end
+        local data = sse.data(fr, i)
+        if data == nil then
+            out[#out + 1] = _M.ping(st)
+        else
+            if shape and data ~= "[DONE]" then
+                data = shape(data)
+            end
+            if data then
+                out[#out + 1] = _M.stream_event(st, data)
+            end
+        end
+    end
+    return concat(out)
 end
 
 -- The upstream body ended. A stream cut before [DONE] and before its finish_reason gets

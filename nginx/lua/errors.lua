@@ -9,6 +9,7 @@
 -- name no internal address: those stay in /health and the logs.
 local cjson = require("cjson.safe")
 local jsonbody = require("jsonbody")
+local anthropic = require("anthropic")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -112,7 +113,20 @@ function _M.send_json(status, obj, headers)
     return ngx.exit(status)
 end
 
+-- On the Anthropic endpoints ($router_api, a map of the request line's URI) the shape is
+-- Anthropic's {"type": "error", "error": {"type", "message"}}, its status chosen by
+-- anthropic.router_error.
 function _M.send(status, message, etype, param, code, headers)
+    if ngx.var.router_api == "anthropic" then
+        status, etype = anthropic.router_error(status, code)
+        ngx.status = status
+        ngx.header["Content-Type"] = "application/json"
+        for k, v in pairs(headers or {}) do
+            ngx.header[k] = v
+        end
+        ngx.say(anthropic.error_body(etype, message))
+        return ngx.exit(status)
+    end
     return _M.send_json(status, _M.object(message, etype, param, code), headers)
 end
 
@@ -121,13 +135,19 @@ end
 -- expect {"error": {...}}. A body already in that shape is returned as is.
 function _M.from_upstream(status, text)
     local obj = cjson.decode(text)
-    if type(obj) == "table" and type(obj.error) == "table" then
-        return text
-    end
     local t = type(obj) == "table" and obj or {}
-    local message = t.message or t.detail
+    local message = t.message or t.detail or (type(t.error) == "table" and t.error.message) or nil
     if type(message) ~= "string" then
         message = message and cjson.encode(message) or (text ~= "" and text or ("upstream status " .. status))
+    end
+    if ngx.var.router_api == "anthropic" then
+        if t.type == "error" and type(t.error) == "table" then
+            return text   -- a backend that speaks Messages itself
+        end
+        return anthropic.error_body(anthropic.error_type(status), message) .. "\n"
+    end
+    if type(t.error) == "table" then
+        return text
     end
     return encode({ error = {
         message = _M.valid_utf8(message),

@@ -1,7 +1,8 @@
 -- Request headers that end at the router: the hop-by-hop ones (RFC 9110 7.6.1: Connection,
 -- the headers it names, Proxy-Connection and the other Proxy-* headers, Keep-Alive, TE,
--- Trailer, Transfer-Encoding, Upgrade) and the client's Authorization: trtllm-serve needs
--- none, and a backend that does gets the router's own key (registry backend_key_env).
+-- Trailer, Transfer-Encoding, Upgrade) and the client's credentials (Authorization, and
+-- x-api-key from Anthropic clients): trtllm-serve needs none, and a backend that does gets
+-- the router's own key (registry backend_key_env).
 -- Pure: takes the headers as ngx.req.get_headers() returns them (lowercase names; a
 -- repeated header as a list).
 local _M = { _VERSION = "0.1.0" }
@@ -9,7 +10,8 @@ local _M = { _VERSION = "0.1.0" }
 local type, pairs = type, pairs
 local lower, sub, gmatch = string.lower, string.sub, string.gmatch
 
-local ALWAYS = { authorization = true, trailer = true, ["keep-alive"] = true, te = true, upgrade = true }
+local ALWAYS = { authorization = true, ["x-api-key"] = true, trailer = true, ["keep-alive"] = true, te = true,
+                 upgrade = true }
 
 -- nginx's proxy module replaces these with its own values whatever the client sent
 -- (ngx_http_proxy_headers in src/http/modules/ngx_http_proxy_module.c: Host, Connection,

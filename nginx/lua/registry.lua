@@ -16,7 +16,8 @@ function _M.new(data, deployed)
         return fail("'models' list missing")
     end
     local reg = { models = {}, by_name = {}, variants = {}, rules = {}, health = data.health or {},
-                  retry_after = data.retry_after_s or 5 }
+                  retry_after = data.retry_after_s or 5,
+                  responses_ttl = data.responses_ttl_s or 86400 }
     for i, m in ipairs(data.models) do
         if type(m.id) ~= "string" or type(m.upstreams) ~= "table" then
             return fail("models[" .. i .. "] needs 'id' and 'upstreams'")

@@ -2,7 +2,8 @@
 -- hands the work to the module that owns the concern. Model facts come from registry.json
 -- (rendered from configs/models.yaml).
 --
--- A generation request (POST /v1/chat/completions, /v1/completions, /v1/responses) passes:
+-- A generation request (POST /v1/chat/completions, /v1/completions, /v1/responses, and
+-- /v1/messages*, translated to chat by anthropic.lua) passes:
 --   access         new_state() creates ngx.ctx.router (`rc`, the one per-request table; made
 --                  nowhere else), then: API key (guard.authenticate) -> method -> body read
 --                  and decoded once -> model resolved (registry) -> the key's scope -> field
@@ -26,7 +27,8 @@
 -- bad one ends the request with nginx's 400/413 before an answer starts; a generation
 -- request then moves to @generate, the one location that logs at warn.
 -- After nginx's own errors (error_page -> /_router/nginx-error) ngx.ctx is empty: what must
--- survive the redirect is in the variables $router_model and $router_peer.
+-- survive the redirect is in the variables $router_model and $router_peer
+-- ($router_api, the Anthropic endpoints, is a map of the request line: router.conf).
 -- GET endpoints (/v1/models, /health, /livez, /metrics, /status) are content handlers in
 -- endpoints.lua; the status page's files (/ui/) are static, served by nginx.
 local cjson = require("cjson.safe")
@@ -47,6 +49,8 @@ local hopbyhop = require("hopbyhop")
 local reqcheck = require("reqcheck")
 local mainlog = require("mainlog")
 local guard = require("guard")
+local anthropic = require("anthropic")
+local responses = require("responses")
 
 local _M = { _VERSION = "0.1.0" }
 
@@ -61,6 +65,7 @@ local echo = errors.echo   -- every client-sent name quoted in an error
 
 local LOG = "[router] "
 local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions" }
+local ANTHROPIC = { ["/v1/messages"] = "messages", ["/v1/messages/count_tokens"] = "count" }
 local MAX_BODY = 8 * 1024 * 1024   -- a non-streaming response bigger than this is passed as is
 local MAX_HEADERS = 100            -- request headers read (ngx.req.get_headers's own default)
 local reg                          -- the loaded registry (per worker, read-only after init)
@@ -146,6 +151,8 @@ end
 --   model          the registry entry routed to
 --   peers, next, tried, peer   upstream.lua's choice and failover position
 --   resp           chatresp state when the response is reshaped
+--   anthropic, astream, shape  /v1/messages*: anthropic.lua's request facts and stream state
+--   resp_scan, after_scan, forget  /v1/responses: the id looked for, the id being deleted
 --   body           the body filter's treatment (set in header_filter), with its state:
 --                  sse (the framer), parts and size (a body held whole)
 --   key, key_info, usage       guard.lua's: the API key, its limits, tokens when metrics are off
@@ -211,10 +218,92 @@ local function send_unavailable(model, waited)
         { ["Retry-After"] = tostring(reg.retry_after) })
 end
 
+-- Keeps only the server that stored response `id` among rc.peers (upstream.choose's ready ones);
+-- the model it was made by, or nil after an error was sent.
+local function sticky(rc, id, param, model)
+    local model_id, addr = responses.lookup(ngx.shared.router_responses, id)
+    if not model_id then
+        return send_error(404, "Response with id '" .. id .. "' not found: this router never saw it, or forgot it "
+            .. "after " .. reg.responses_ttl .. " s", nil, param, "response_not_found")
+    end
+    if model and model.id ~= model_id then
+        return send_error(400, "Response '" .. id .. "' was made by model '" .. model_id .. "'; send that model",
+            nil, "model", "invalid_value")
+    end
+    model = model or registry.resolve(reg, model_id)
+    if model and (rc.peers or upstream.choose(rc, model)) then
+        for _, peer in ipairs(rc.peers) do
+            if peer.addr == addr then
+                rc.peers, rc.next = { peer }, 0
+                return model
+            end
+        end
+    end
+    return send_error(503, "The server that stored response '" .. id .. "' (" .. addr .. ") is not ready",
+        "server_error", nil, "model_down", { ["Retry-After"] = tostring(reg.retry_after) })
+end
+
+-- GET / DELETE /v1/responses/{id}: to the server that stored it.
+local function by_response_id(rc, id)
+    local method = ngx_req.get_method()
+    if method ~= "GET" and method ~= "DELETE" then
+        return send_error(405, "Method " .. method .. " is not allowed on " .. ngx_var.uri .. "; use GET or DELETE",
+            nil, nil, "method_not_allowed", { Allow = "GET, DELETE" })
+    end
+    local model = sticky(rc, id, nil, nil)
+    if not model then
+        return
+    end
+    if rc.key and not guard.visible(rc.key, model) then
+        return guard.refuse_model(model)
+    end
+    if method == "DELETE" then
+        rc.forget = id
+    end
+    rc.model = model
+    ngx_var.router_model = model.id
+    metrics.start(rc, model.id)
+end
+
+-- /v1/messages*: the Messages request (text with the canonical model) as a chat request
+-- (anthropic.lua), edited like any other (chatreq); the answer is shaped (chatresp), then
+-- translated back. Returns the chat body, or nil after an error was sent.
+local function to_chat(rc, text, req, model, api, variant)
+    local chat, ainfo = anthropic.request(text, req, model, api == "count")
+    if not chat then
+        return send_error(ainfo.status, ainfo.message)
+    end
+    -- chatreq relies on the field types reqcheck checks; the translation wrote most fields, but
+    -- passes some values through as the client sent them.
+    local creq = cjson.decode(chat)
+    local bad = reqcheck.check(chat, creq, "chat")
+    if bad then
+        return send_error(bad.status, bad.message, nil, bad.param, bad.code)
+    end
+    local ed = jsonbody.editor(chat)
+    local info = chatreq.rewrite(ed, creq, model, "chat", variant)
+    -- The translation reads reasoning_content and the usage chunk; the client sees neither.
+    info.mode, info.output, info.hide_usage = model.reasoning and model.reasoning.mode, "reasoning_content", false
+    if chatresp.needed(info) then
+        local resp = chatresp.new(info)
+        rc.resp, rc.shape = resp, function(data) return chatresp.event(resp, data) end
+    end
+    ainfo.model = model.id
+    rc.anthropic = ainfo
+    ngx_req.set_uri("/v1/chat/completions")
+    return jsonbody.apply(ed)
+end
+
 function _M.access()
     local rc = new_state()
+    local uri = ngx_var.uri
+    local api = ANTHROPIC[uri]
     if not guard.authenticate(rc) then
         return
+    end
+    local rid = responses.path_id(uri)
+    if rid then
+        return by_response_id(rc, rid)
     end
     local method = ngx_req.get_method()
     if method ~= "POST" then
@@ -255,7 +344,16 @@ function _M.access()
         -- The backend echoes `model` back; send the canonical id so every response reports it.
         jsonbody.set(ed, "model", jsonbody.encode(model.id))
     end
-    local kind = KINDS[ngx_var.uri]
+    if uri == "/v1/responses" then
+        if type(req.previous_response_id) == "string"
+            and not sticky(rc, req.previous_response_id, "previous_response_id", model) then
+            return
+        end
+        if req.store ~= false then
+            rc.resp_scan = responses.scanner()
+        end
+    end
+    local kind = KINDS[uri]
     if kind then
         local info = chatreq.rewrite(ed, req, model, kind, variant)
         if kind == "chat" then
@@ -266,6 +364,12 @@ function _M.access()
         end
     end
     local out = jsonbody.apply(ed)
+    if api and (model.request or {}).messages ~= "native" then
+        out = to_chat(rc, out or body, req, model, api, variant)
+        if not out then
+            return
+        end
+    end
     if out and out ~= body then
         ngx_req.set_body_data(out)
     end
@@ -358,6 +462,60 @@ local function body_count_json(rc, chunk, eof)
     metrics.json(rc.metrics, chunk, eof)
 end
 
+-- The chat stream of a /v1/messages request, shaped (rc.shape), counted, translated.
+local function body_drop(_, _, _)
+    ngx.arg[1] = ""
+end
+
+local function body_translate_stream(rc, chunk, eof)
+    local fr, st, m = rc.sse, rc.astream, rc.metrics
+    local n, err = sse.feed(fr, chunk)
+    if not n then
+        log(WARN, LOG, "ending the Messages stream: ", err)
+        rc.body = body_drop
+        ngx.arg[1] = anthropic.stream_end(st)
+        return
+    end
+    local out = anthropic.translate(st, fr, n, rc.shape, m and metrics.event, m)
+    if m then
+        metrics.chunk(m, eof)
+    end
+    if eof then
+        out = out .. anthropic.stream_end(st)
+    end
+    ngx.arg[1] = out
+end
+
+-- /v1/responses: the response id is read as the body passes, then the usual treatment.
+local function body_scan_id(rc, chunk, eof)
+    local id = responses.scan(rc.resp_scan, chunk)
+    if id then
+        responses.remember(ngx.shared.router_responses, id, rc.model.id, rc.peer.addr, reg.responses_ttl)
+        rc.body = rc.after_scan
+    end
+    local treat = rc.after_scan
+    if treat then
+        return treat(rc, chunk, eof)
+    end
+end
+
+-- A whole chat.completion shaped and, for /v1/messages*, translated.
+local function shape_body(rc, body)
+    if rc.resp then
+        body = chatresp.body(rc.resp, body)
+    end
+    local a = rc.anthropic
+    if not a then
+        return body
+    end
+    local text = a.count and anthropic.count_response(body) or anthropic.response(body, a)
+    if not text then
+        log(WARN, LOG, "the model server's answer is not a chat completion: ", string.sub(body, 1, 200))
+        return anthropic.error_body("api_error", "the model server's answer could not be read")
+    end
+    return text
+end
+
 -- A whole chat.completion, reshaped at the end (bigger than MAX_BODY: passed as it is).
 local function body_shape_whole(rc, chunk, eof)
     local parts = rc.parts
@@ -366,7 +524,7 @@ local function body_shape_whole(rc, chunk, eof)
     rc.size = rc.size + #chunk
     if eof then
         local body = n == 1 and chunk or concat(parts)
-        local out = chatresp.body(rc.resp, body)
+        local out = shape_body(rc, body)
         if rc.metrics then
             metrics.json(rc.metrics, body, true)
         end
@@ -374,6 +532,12 @@ local function body_shape_whole(rc, chunk, eof)
             ngx.arg[1] = out
         end
     elseif rc.size > MAX_BODY then
+        if rc.anthropic then
+            log(WARN, LOG, "response over ", MAX_BODY, " bytes: not translated")
+            rc.body = body_drop
+            ngx.arg[1] = anthropic.error_body("api_error", "the model's answer is too large")
+            return
+        end
         log(WARN, LOG, "response over ", MAX_BODY, " bytes passed through unchanged")
         rc.body = rc.metrics and body_count_json or nil
         ngx.arg[1] = concat(parts)
@@ -382,18 +546,20 @@ local function body_shape_whole(rc, chunk, eof)
     end
 end
 
-function _M.header_filter()
-    local rc = ngx.ctx.router
-    if not rc then
-        return   -- nginx's own error page (/_router/nginx-error), or a request refused before routing
-    end
-    metrics.header(rc)
-    guard.header_filter(rc)
-    local status = ngx.status
+local function choose_treatment(rc, status)
     if status >= 400 and rc.peer and ngx_var.upstream_status then
         rc.body, rc.parts = body_error, {}
         ngx.header["Content-Length"] = nil
         ngx.header["Content-Type"] = "application/json"
+        return
+    end
+    if rc.anthropic and status == 200 then
+        ngx.header["Content-Length"] = nil   -- translated: its length changes
+        if rc.anthropic.stream then
+            rc.body, rc.sse, rc.astream = body_translate_stream, sse.new(), anthropic.stream_new(rc.anthropic)
+        else
+            rc.body, rc.parts, rc.size = body_shape_whole, {}, 0
+        end
         return
     end
     local m = rc.metrics
@@ -413,6 +579,23 @@ function _M.header_filter()
         rc.body, rc.sse = body_count_stream, sse.new()
     else
         rc.body = body_count_json
+    end
+end
+
+function _M.header_filter()
+    local rc = ngx.ctx.router
+    if not rc then
+        return   -- nginx's own error page (/_router/nginx-error), or a request refused before routing
+    end
+    metrics.header(rc)
+    guard.header_filter(rc)
+    local status = ngx.status
+    if rc.forget and status == 200 then
+        responses.forget(ngx.shared.router_responses, rc.forget)
+    end
+    choose_treatment(rc, status)
+    if rc.resp_scan and status == 200 then
+        rc.after_scan, rc.body = rc.body, body_scan_id
     end
 end
 

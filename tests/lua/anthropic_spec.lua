@@ -63,20 +63,9 @@ local TOOL_EVENTS = table.concat({
 local function through_router(bytes, reads, shape_info)
     local codec, st, out, pos = sse.new(), anthropic.stream_new({ model = QWEN.id }), {}, 1
     local shaper = shape_info and chatresp.new(shape_info)
+    local shape = shaper and function(data) return chatresp.event(shaper, data) end
     local function feed(piece)
-        for _, e in ipairs(assert(sse.feed(codec, piece))) do
-            if e.data == nil then
-                out[#out + 1] = anthropic.ping(st)
-            else
-                local data = e.data
-                if shaper and data ~= "[DONE]" then
-                    data = chatresp.event(shaper, data)
-                end
-                if data then
-                    out[#out + 1] = anthropic.stream_event(st, data)
-                end
-            end
-        end
+        out[#out + 1] = anthropic.translate(st, codec, assert(sse.feed(codec, piece)), shape)
     end
     for _, cut in ipairs(reads) do
         feed(bytes:sub(pos, cut))
