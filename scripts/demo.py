@@ -65,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
                 [sys.executable, "-m", "tests.fakes.trtllm_serve", "--port", str(port), "--model", model.id,
                  "--load-seconds", str(args.load_seconds), "--token-interval", str(args.token_interval),
                  "--output-tokens", "40", "--reasoning-parser", parser,
+                 "--tool-parser", model.serve.tool_parser or "none",
                  "--think-style", FAKE_STYLE.get(parser, "none"), *eval_flags], cwd=REPO_ROOT,
                 start_new_session=True))
             upstreams += ["--upstream", f"{model.id}=127.0.0.1:{port}"]

@@ -474,7 +474,8 @@ function _M.json(m, chunk, eof)
     m.prev = nil
 end
 
-local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true }
+local GEN = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true, ["/v1/responses"] = true,
+              ["/v1/messages"] = true, ["/v1/messages/count_tokens"] = true }
 
 -- log phase: count the request's numbers; with want_record, return its access-log record
 -- (accesslog.lua). m is rc.metrics: nil after the internal redirect to the error location
@@ -586,7 +587,7 @@ function _M.log(m, want_record)
         key = key,
         upstream = (peer ~= nil and peer ~= "") and peer or nil,
         method = var.request_method,
-        path = uri,
+        path = match(var.request_uri, "^[^?]*"),   -- the client's: /v1/messages is sent on as chat
         status = status,
         ttft_ms = ttft_ms,
         duration_ms = duration_ms,

@@ -11,7 +11,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import NEMOTRON, QWEN, FakeBackend, finish_router, free_port, start_router, wait_for
+from tests.conftest import (NEMOTRON, QWEN, FakeBackend, finish_router, free_port, start_router, wait_for,
+                            write_registry)
 from tests.fakes.trtllm_serve import REASONING, WORDS, count_words
 
 INSTRUCT = "Qwen3-4B-Instruct-2507-NVFP4"
@@ -229,6 +230,18 @@ def test_errors_come_in_anthropics_shape_with_its_status_codes(stack):
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
     resp = r.get("/v1/messages")
     assert resp.status_code == 405 and resp.json()["type"] == "error"
+
+
+def test_a_model_whose_backend_speaks_messages_gets_them_untranslated(fake_backend, router, tmp_path):
+    qwen = fake_backend(QWEN)
+    r = router({"qwen": [qwen.addr]}, registry=write_registry(tmp_path, {QWEN: {"request": {"messages": "native"}}}))
+    r.wait_state(QWEN, "ready")
+    body = {"model": "qwen", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+    resp = r.post("/v1/messages", json=body)
+    # trtllm-serve 1.3.0rc13 (and the fake) has no /v1/messages: its 404 comes back in Anthropic's shape.
+    assert resp.status_code == 404
+    assert resp.json() == {"type": "error", "error": {"type": "not_found_error", "message": "Not Found"}}
+    assert qwen.requests() == []   # nothing was translated to a chat completion
 
 
 # ---------------------------------------------------------------------------------------------
