@@ -27,6 +27,16 @@ class RawResponse:
         assert err["code"] is None or isinstance(err["code"], (str, int)), err
         return err
 
+    def anthropic_error(self) -> dict:
+        """Anthropic's error object (the /v1/messages endpoints); fails the test on any other shape."""
+        obj = json.loads(self.body.decode("utf-8"))
+        assert set(obj) == {"type", "error"} and obj["type"] == "error", obj
+        err = obj["error"]
+        assert set(err) == {"type", "message"}, err
+        assert isinstance(err["message"], str) and err["message"], err
+        assert isinstance(err["type"], str) and err["type"], err
+        return err
+
 
 def send(port: int, data: bytes, timeout: float = 10.0) -> RawResponse | None:
     """Sends DATA as is and parses the first response with h11 (strict HTTP/1.1); None when

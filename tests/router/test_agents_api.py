@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import (NEMOTRON, QWEN, FakeBackend, finish_router, free_port, start_router, wait_for,
                             write_registry)
+from tests.router import rawhttp
 from tests.fakes.trtllm_serve import REASONING, WORDS, count_words
 
 INSTRUCT = "Qwen3-4B-Instruct-2507-NVFP4"
@@ -230,6 +231,29 @@ def test_errors_come_in_anthropics_shape_with_its_status_codes(stack):
     assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
     resp = r.get("/v1/messages")
     assert resp.status_code == 405 and resp.json()["type"] == "error"
+
+
+def test_nginx_refusals_on_the_messages_endpoints_come_in_anthropics_shape_too(stack):
+    """Refused before any Lua runs (an oversized or badly chunked body): still Anthropic's shape,
+    on /v1/messages and count_tokens alike, and OpenAI's elsewhere."""
+    r, _ = stack
+    big = b'{"model": "qwen", "max_tokens": 5, "messages": [{"role": "user", "content": "' + b"x" * (9 << 20) + b'"}]}'
+    for path in ("/v1/messages", "/v1/messages/count_tokens?beta=true"):
+        resp = r.post(path, content=big, headers={"content-type": "application/json"})
+        assert resp.status_code == 413, path
+        assert resp.json()["type"] == "error" and resp.json()["error"]["type"] == "request_too_large", path
+    raw = rawhttp.send(r.port, b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"zz\r\n{}\r\n0\r\n\r\n")
+    assert raw.status == 400 and json.loads(raw.body)["error"]["type"] == "invalid_request_error"
+    assert json.loads(raw.body)["type"] == "error"
+    assert "type" not in r.post("/v1/chat/completions", content=big).json()   # OpenAI's {"error": {...}}
+
+
+def test_a_key_sent_with_keys_off_does_not_reach_the_backend(stack):
+    r, fakes = stack
+    client(r).messages.create(model="qwen", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    sent = [q for q in fakes["qwen"].requests() if q["path"] == "/v1/chat/completions"][-1]
+    assert "x-api-key" not in sent["headers"] and "authorization" not in sent["headers"]
 
 
 def test_a_model_whose_backend_speaks_messages_gets_them_untranslated(fake_backend, router, tmp_path):

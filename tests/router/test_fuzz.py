@@ -1,6 +1,7 @@
 """Property-based fuzzing of the router over raw HTTP (hypothesis): odd request lines, methods,
 headers, bodies and chunked framing. Whatever arrives: no 5xx from the router, every error in
-the OpenAI shape and valid JSON, no [error]/[crit]/[alert] line, and the router keeps answering.
+the OpenAI shape (Anthropic's on /v1/messages*) and valid JSON, no [error]/[crit]/[alert] line,
+and the router keeps answering.
 
 Deterministic: derandomize=True derives every example from the test's own code (no database,
 no clock), and the example count is fixed; every request is complete on the wire (no stalled
@@ -20,7 +21,13 @@ EXAMPLES = 600
 BAD_LINE = re.compile(r"\[(error|crit|alert|emerg)\]")
 
 PATHS = ["/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models", "/v1/models/qwen",
-         "/health", "/livez", "/metrics", "/", "/v1/embeddings", "/_router/nginx-error"]
+         "/health", "/livez", "/metrics", "/", "/v1/embeddings", "/_router/nginx-error", "/v1/messages",
+         "/v1/messages/count_tokens"]
+# The request-line targets errors.lua answers in Anthropic's shape: the $router_api map in
+# nginx/conf/router.conf (nginx takes the path out of an absolute URI first).
+# A request line nginx cannot parse leaves no URI: its 400 is OpenAI-shaped whatever the target.
+ANTHROPIC_TARGET = re.compile(rb"^(https?://[^/]*)?/v1/messages(/|\?|$)", re.I)
+PARSED_LINE = re.compile(rb"^[A-Z]+ (\S+) HTTP/1\.[01]\r\n")
 METHODS = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT", "PROPFIND",
            "get", "post", "G\x00T", "POST ", "X" * 40, "MKCOL", "LOCK"]
 VERSIONS = ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2", "HTTP/9.9", "http/1.1", "HTTP/1.1 ", "HTTP/11"]
@@ -30,7 +37,8 @@ HEADER_NAMES = ["Authorization", "Proxy-Authorization", "Proxy-Connection", "Con
 MODELS = ["qwen", "nemotron", "nvidia/Qwen3-30B-A3B-FP4", "QWEN3", "", "llama", "q\xffw", "\u00e9" * 300]
 FIELDS = ["messages", "stream", "stream_options", "tools", "tool_choice", "chat_template_kwargs",
           "reasoning_effort", "reasoning_format", "include_reasoning", "max_tokens", "temperature", "prompt",
-          "input", "n", "stop", "response_format", "model"]
+          "input", "n", "stop", "response_format", "model", "system", "thinking", "stop_sequences", "top_k",
+          "metadata"]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
@@ -115,7 +123,7 @@ def requests(draw) -> bytes:
     share with a damaged request line, and a share with odd headers."""
     part = draw(st.sampled_from(["body"] * 6 + ["line"] * 2 + ["headers"] * 2))
     method, version = "POST", b"HTTP/1.1"
-    target = draw(st.sampled_from(["/v1/chat/completions"] * 4 + PATHS[1:3])).encode()
+    target = draw(st.sampled_from(["/v1/chat/completions"] * 4 + PATHS[1:3] + ["/v1/messages"] * 2)).encode()
     headers = [b"Host: x", b"Content-Type: application/json"]
     if part == "line":
         method = draw(st.sampled_from(METHODS))
@@ -147,7 +155,11 @@ def check(r, raw: bytes) -> None:
     # 9112 6.1 and RFC 9110 15.6.6 give for what the client sent: not the router failing.
     assert resp.status < 500 or resp.status in (501, 505), (resp.status, resp.body[:300])
     if resp.status >= 400 and not raw.startswith(b"HEAD "):
-        resp.error()   # strict UTF-8 + JSON, exactly the OpenAI shape
+        line = PARSED_LINE.match(raw)
+        if line and ANTHROPIC_TARGET.match(line.group(1)):
+            resp.anthropic_error()
+        else:
+            resp.error()   # strict UTF-8 + JSON, exactly the OpenAI shape
     new = [ln for ln in r.log_text()[offset:].splitlines() if BAD_LINE.search(ln)]
     assert not new, new
 

@@ -7,6 +7,7 @@ import json
 import os
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -102,6 +103,24 @@ def test_x_api_key_is_accepted_as_well_as_bearer(keyed):
     resp = r.post("/v1/chat/completions", json={"model": "qwen", "messages": MSG},
                   headers={"x-api-key": secrets["alice"]})
     assert resp.status_code == 200
+
+
+def test_anthropic_clients_send_their_key_as_x_api_key(keyed):
+    """The anthropic SDK with keys on: its x-api-key authenticates, refusals come in Anthropic's
+    shape, and the key does not reach the backend."""
+    r, secrets = keyed({"name": "alice", "models": ["qwen"]})
+    msg = {"max_tokens": 5, "messages": MSG}
+    with pytest.raises(anthropic.AuthenticationError) as e:
+        anthropic.Anthropic(base_url=r.url, api_key="wrong", max_retries=0).messages.create(model="qwen", **msg)
+    assert e.value.body == {"type": "error", "error": {"type": "authentication_error",
+                                                       "message": "Incorrect API key provided"}}
+    c = anthropic.Anthropic(base_url=r.url, api_key=secrets["alice"], max_retries=0)
+    with pytest.raises(anthropic.PermissionDeniedError) as e:
+        c.messages.create(model="nemotron", **msg)
+    assert e.value.body["error"]["type"] == "permission_error" and NEMOTRON in e.value.body["error"]["message"]
+    assert c.messages.create(model="qwen", **msg).content[0].type == "text"
+    sent = keyed.qwen.requests()[-1]
+    assert sent["path"] == "/v1/chat/completions" and "x-api-key" not in sent["headers"]
 
 
 def test_a_key_sees_and_uses_only_the_models_in_its_scope(keyed):
