@@ -235,4 +235,49 @@ function _M.rewrite(ed, req, model, kind, variant)
     return info
 end
 
+-- /v1/responses: trtllm-serve's Responses API applies the chat template without
+-- chat_template_kwargs (responses_utils.py _create_input_tokens, docs/trtllm.md), so the switch
+-- a request can carry is the template's own text one: /think or /no_think closing
+-- `instructions` (the system message; Qwen3 reads it there as in a user message). The wish is
+-- reasoning.effort (none/minimal -> off), overruled by a variant; sampling defaults as for chat
+-- (temperature and top_p: Responses has no top_k). Returns info { thinking }, or nil and an error
+-- for a model that cannot be switched this way.
+function _M.rewrite_responses(ed, req, model, variant)
+    local reasoning = model.reasoning or {}
+    if (reasoning.mode or "none") == "none" then
+        return {}
+    end
+    local thinking, param
+    local effort = type(req.reasoning) == "table" and req.reasoning.effort or nil
+    if type(effort) == "string" and EFFORT[effort] ~= nil then
+        thinking, param = EFFORT[effort], "reasoning"
+    end
+    if variant and variant.thinking ~= nil then
+        thinking, param = variant.thinking, "model"
+    end
+    local default = reasoning.thinking_default ~= false
+    if thinking == nil then
+        thinking = default
+    end
+    if thinking ~= default then
+        if not reasoning.soft_switch then
+            return nil, { status = 400, param = param, code = "thinking_switch_unsupported",
+                message = "Thinking cannot be turned " .. (thinking and "on" or "off") .. " for '" .. model.id
+                    .. "' on /v1/responses: trtllm-serve's Responses API takes no chat_template_kwargs and this "
+                    .. "model's template has no /no_think; use /v1/chat/completions or /v1/messages" }
+        end
+        local instructions = type(req.instructions) == "string" and req.instructions or ""
+        local sep = (instructions == "" or match(instructions, "\n$")) and "" or "\n"
+        jsonbody.set(ed, "instructions", encode(instructions .. sep .. (thinking and "/think" or "/no_think")))
+    end
+    local sampling = thinking and reasoning.sampling_thinking or reasoning.sampling_non_thinking
+    for _, key in ipairs({ "temperature", "top_p" }) do
+        local v = sampling and sampling[key]
+        if v ~= nil and (req[key] == nil or req[key] == null) then
+            jsonbody.set(ed, key, tostring(v))
+        end
+    end
+    return { thinking = thinking }
+end
+
 return _M

@@ -114,6 +114,19 @@ function _M.check(body, req, kind)
             return bad(key, "'" .. key .. "' must be a number")
         end
     end
+    if kind == "responses" then
+        local r = req.reasoning
+        if present(r) and (type(r) ~= "table" or not raw_is_object(body, "reasoning")) then
+            return bad("reasoning", "'reasoning' must be an object")
+        end
+        if present(r) and present(r.effort) and type(r.effort) ~= "string" then
+            return bad("reasoning", "'reasoning.effort' must be a string")
+        end
+        if present(req.instructions) and type(req.instructions) ~= "string" then
+            return bad("instructions", "'instructions' must be a string")
+        end
+        return nil
+    end
     if kind ~= "chat" then
         return nil
     end

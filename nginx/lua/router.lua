@@ -64,7 +64,8 @@ local send_error = errors.send
 local echo = errors.echo   -- every client-sent name quoted in an error
 
 local LOG = "[router] "
-local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions" }
+local KINDS = { ["/v1/chat/completions"] = "chat", ["/v1/completions"] = "completions",
+                ["/v1/responses"] = "responses" }
 local ANTHROPIC = { ["/v1/messages"] = "messages", ["/v1/messages/count_tokens"] = "count" }
 local MAX_BODY = 8 * 1024 * 1024   -- a non-streaming response bigger than this is passed as is
 local MAX_HEADERS = 100            -- request headers read (ngx.req.get_headers's own default)
@@ -354,7 +355,13 @@ function _M.access()
         end
     end
     local kind = KINDS[uri]
-    if kind then
+    if kind == "responses" then
+        -- Responses events are the backend's own: nothing here reshapes them (no chatresp).
+        local _, err = chatreq.rewrite_responses(ed, req, model, variant)
+        if err then
+            return send_error(err.status, err.message, nil, err.param, err.code)
+        end
+    elseif kind then
         local info = chatreq.rewrite(ed, req, model, kind, variant)
         if kind == "chat" then
             info.mode = model.reasoning and model.reasoning.mode

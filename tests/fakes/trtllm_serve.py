@@ -201,8 +201,12 @@ def soft_switch(messages: list[dict[str, Any]]) -> bool | None:
 def think_prefix(style: str, req: "ChatCompletionRequest") -> str:
     """What the model writes before its answer, given the chat template's switches."""
     enabled = (req.chat_template_kwargs or {}).get("enable_thinking", True) is not False
+    return think_prefix_for(style, enabled, req.messages)
+
+
+def think_prefix_for(style: str, enabled: bool, messages: list[dict[str, Any]]) -> str:
     if style == "qwen3" and enabled:
-        if soft_switch(req.messages) is False:
+        if soft_switch(messages) is False:
             return "<think>\n\n</think>\n\n"
         return f"<think>\n{REASONING}\n</think>\n\n"
     if style == "nemotron" and enabled:
@@ -682,25 +686,60 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             history = b.responses[req.previous_response_id]["history"]
         toks, _ = tokens_for(req.max_output_tokens)
         rid, created = f"resp_{uuid.uuid4().hex}", int(time.time())
-        text = "".join(toks)
+        # responses_utils.py _create_input_messages: instructions as the system message, then the
+        # input; the chat template applied without chat_template_kwargs (thinking at its default,
+        # switched only by the template's /think and /no_think text).
+        messages = ([{"role": "system", "content": req.instructions}] if req.instructions else []) + (
+            [{"role": "user", "content": req.input}] if isinstance(req.input, str)
+            else [i for i in req.input if isinstance(i, dict) and "role" in i])
+        raw = think_prefix_for(b.think_style, True, messages) + "".join(toks)
+        reasoning, text = "", raw
+        if b.reasoning_parser != "none":
+            reasoning, text = ReasoningParser(b.reasoning_parser, None).whole(raw)
         # The stored conversation is part of the prompt: input tokens grow along a chain.
-        in_tok = count_words(history) + count_words(req.input)
-        msg_id = f"msg_{uuid.uuid4().hex}"
+        in_tok = count_words(history) + count_words(req.input) + count_words(req.instructions or "")
+        msg_id, rs_id = f"msg_{uuid.uuid4().hex}", f"rs_{uuid.uuid4().hex}"
+        n_out = len(toks) + (len(REASONING.split()) if reasoning.strip() else 0)
+        # _create_output_content: the message item first, then the reasoning item (when any).
+        output = [{"type": "message", "id": msg_id, "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": text.strip(), "annotations": [], "logprobs": None}]}]
+        if reasoning.strip():
+            output.append({"type": "reasoning", "id": rs_id, "summary": [], "status": None,
+                           "content": [{"type": "reasoning_text", "text": reasoning.strip()}]})
         final = {"id": rid, "object": "response", "created_at": created, "model": req.model, "status": "completed",
-                 "previous_response_id": req.previous_response_id,
-                 "output": [{"type": "message", "id": msg_id, "status": "completed", "role": "assistant",
-                             "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-                 "usage": {"input_tokens": in_tok, "output_tokens": len(toks), "total_tokens": in_tok + len(toks)}}
+                 "previous_response_id": req.previous_response_id, "output": output,
+                 "usage": {"input_tokens": in_tok, "output_tokens": n_out, "total_tokens": in_tok + n_out}}
         if req.store is not False:
             b.responses[rid] = {"response": final, "history": [*history, req.input, text]}
         if not req.stream:
             return await reply(rec, JSONResponse(final))
-        events = [f"event: response.created\ndata: {json.dumps({'type': 'response.created', 'response': {**final, 'status': 'in_progress', 'output': []}})}\n\n"]
+
+        # _generate_streaming_event (non-harmony): the reasoning item streams first, is done when
+        # the text begins, then the message item. Simplified: the whole reasoning is one delta.
+        def event(obj: dict[str, Any]) -> str:
+            return f"event: {obj['type']}\ndata: {json.dumps(obj)}\n\n"
+
+        events = [event({"type": "response.created", "response": {**final, "status": "in_progress", "output": []}})]
+        index = 0
+        if reasoning.strip():
+            item = {"type": "reasoning", "id": rs_id, "summary": [], "status": "in_progress"}
+            events.append(event({"type": "response.output_item.added", "output_index": 0, "item": item}))
+            events.append(event({"type": "response.reasoning_text.delta", "item_id": rs_id, "output_index": 0,
+                                 "content_index": 0, "delta": reasoning}))
+            events.append(event({"type": "response.reasoning_text.done", "item_id": rs_id, "output_index": 0,
+                                 "content_index": 0, "text": reasoning}))
+            events.append(event({"type": "response.output_item.done", "output_index": 0,
+                                 "item": {**item, "status": "completed", "content": output[1]["content"]}}))
+            index = 1
+        events.append(event({"type": "response.output_item.added", "output_index": index, "item": {
+            "type": "message", "id": msg_id, "role": "assistant", "content": [], "status": "in_progress"}}))
         for tok in toks:
-            delta = {"type": "response.output_text.delta", "item_id": msg_id, "output_index": 0,
-                     "content_index": 0, "delta": tok}
-            events.append(f"event: response.output_text.delta\ndata: {json.dumps(delta)}\n\n")
-        events.append(f"event: response.completed\ndata: {json.dumps({'type': 'response.completed', 'response': final})}\n\n")
+            events.append(event({"type": "response.output_text.delta", "item_id": msg_id, "output_index": index,
+                                 "content_index": 0, "delta": tok}))
+        events.append(event({"type": "response.output_text.done", "item_id": msg_id, "output_index": index,
+                             "content_index": 0, "text": text}))
+        events.append(event({"type": "response.output_item.done", "output_index": index, "item": output[0]}))
+        events.append(event({"type": "response.completed", "response": final}))
         return StreamingResponse(stream_events(events, rec), media_type="text/event-stream")
 
     return app

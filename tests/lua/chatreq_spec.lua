@@ -6,7 +6,7 @@ local jsonbody = require("jsonbody")
 local QWEN = { reasoning = { mode = "backend", soft_switch = true, thinking_default = true,
                              sampling_thinking = { temperature = 0.6 }, sampling_non_thinking = { temperature = 0.7 } },
                request = { drop = { "parallel_tool_calls" }, tool_choice_auto = true } }
-local NEMO = { reasoning = { mode = "backend", soft_switch = false, thinking_default = true }, request = { drop = {} } }
+local NEMO = { id = "nemotron", reasoning = { mode = "backend", soft_switch = false, thinking_default = true }, request = { drop = {} } }
 
 -- What the router does: collect the edits on one editor, apply them in one splice.
 local function rewrite(body, model, kind, variant)
@@ -69,5 +69,40 @@ describe("chat request rewriting", function()
         assert.is_false(info.hide_usage)
         body = rewrite('{"prompt":"x","stream":false,"stream_options":{}}', NEMO, "completions")
         assert.equal('{"prompt":"x","stream":false}', body)
+    end)
+end)
+
+describe("responses request rewriting", function()
+    local function rewrite_r(body, model, variant)
+        local ed = jsonbody.editor(body)
+        local info, err = chatreq.rewrite_responses(ed, cjson.decode(body), model, variant)
+        if not info then
+            return nil, err
+        end
+        return jsonbody.apply(ed) or body, info
+    end
+
+    it("leaves a request that wants the model's default as it is, but for sampling defaults", function()
+        local body, info = rewrite_r('{"input":"hi","temperature":0.2}', QWEN)
+        assert.equal('{"input":"hi","temperature":0.2}', body)
+        assert.is_true(info.thinking)
+        assert.same({ input = "hi", temperature = 0.6 }, cjson.decode((rewrite_r('{"input":"hi"}', QWEN))))
+    end)
+
+    it("turns thinking off with /no_think closing the instructions, variant over effort", function()
+        local body = rewrite_r('{"input":"hi","reasoning":{"effort":"none"}}', QWEN)
+        assert.equal("/no_think", cjson.decode(body).instructions)
+        body = rewrite_r('{"input":"hi","instructions":"Be brief.","reasoning":{"effort":"high"}}', QWEN,
+            { thinking = false })
+        assert.equal("Be brief.\n/no_think", cjson.decode(body).instructions)
+        assert.equal(0.7, cjson.decode(body).temperature)
+    end)
+
+    it("says so where the template has no text switch", function()
+        local _, err = rewrite_r('{"input":"hi","reasoning":{"effort":"minimal"}}', NEMO)
+        assert.equal(400, err.status)
+        assert.equal("reasoning", err.param)
+        assert.equal("thinking_switch_unsupported", err.code)
+        assert.is_true((rewrite_r('{"input":"hi","reasoning":{"effort":"low"}}', NEMO)) ~= nil)
     end)
 end)

@@ -325,3 +325,53 @@ def test_a_response_not_stored_is_not_remembered(replicas):
     unstored = client.responses.create(model="qwen", input="x", store=False)
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="qwen", input="y", previous_response_id=unstored.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses and the thinking switch: trtllm-serve's Responses API takes no chat_template_kwargs,
+# so the router switches with the template's own /no_think (Qwen3) or says it cannot.
+
+def reasoning_items(resp) -> list[str]:
+    return [c.text for item in resp.output if item.type == "reasoning" for c in item.content]
+
+
+def last_responses_request(fake: FakeBackend) -> dict:
+    return json.loads([q for q in fake.requests() if q["path"] == "/v1/responses"][-1]["body"])
+
+
+def test_responses_reasoning_follows_the_thinking_switch(stack):
+    r, fakes = stack
+    client = r.openai()
+    thinking = client.responses.create(model="qwen", input="Why is the sky blue?")
+    assert reasoning_items(thinking) == [REASONING] and thinking.output_text == ANSWER
+    assert "instructions" not in last_responses_request(fakes["qwen"])   # thinking is Qwen3's default
+
+    for kw in ({"model": "qwen-nothink"}, {"model": "qwen", "reasoning": {"effort": "minimal"}}):
+        quiet = client.responses.create(input="Why is the sky blue?", instructions="Be brief.", **kw)
+        assert reasoning_items(quiet) == [] and quiet.output_text == ANSWER, kw
+        sent = last_responses_request(fakes["qwen"])
+        assert sent["instructions"] == "Be brief.\n/no_think" and sent["model"] == QWEN
+        assert sent["temperature"] == 0.7 and sent["top_p"] == 0.8   # the model card's non-thinking values
+
+    assert reasoning_items(client.responses.create(model="nemotron", input="hi")) == [REASONING]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="nemotron-nothink", input="hi")
+    assert e.value.body["code"] == "thinking_switch_unsupported" and e.value.body["param"] == "model"
+    assert "/v1/chat/completions" in e.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="qwen", input="hi", reasoning="none")
+    assert e.value.body["param"] == "reasoning"
+
+
+def test_responses_streams_pass_as_the_backend_sent_them(stack):
+    """The router owns no Responses events: reasoning items stream as trtllm-serve writes them,
+    untouched by the reasoning shaping or the think-tag fallback."""
+    r, fakes = stack
+    client = r.openai()
+    events = list(client.responses.create(model="qwen", input="hi", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.output_item.added", "response.reasoning_text.delta"]
+    assert kinds[-1] == "response.completed" and events[-1].response.output_text == ANSWER
+    assert "".join(e.delta for e in events if e.type == "response.reasoning_text.delta").strip() == REASONING
+    quiet = [e.type for e in client.responses.create(model="qwen-nothink", input="hi", stream=True)]
+    assert "response.reasoning_text.delta" not in quiet and quiet[-1] == "response.completed"
