@@ -361,7 +361,10 @@ def load_eval_answers(path: str, which: str) -> dict[str, str]:
 def create_app(args: argparse.Namespace) -> FastAPI:
     app = FastAPI()
     b = Behaviour(args)
+    app.state.behaviour = b   # for the other engines' fakes (engine_serve.py), which build on this one
     served = args.model
+    # vLLM names the parsed reasoning `reasoning` (engine_serve.py sets it); trtllm `reasoning_content`.
+    rkey = getattr(args, "reasoning_field", "reasoning_content")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -409,8 +412,14 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         return b.requests
 
     async def record(request: Request) -> None:
+<<<<<<< HEAD
         b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8"),
                            "headers": dict(request.headers)})
+=======
+        # engine_serve.py keeps the body as sent before it drops the fields its engine ignores.
+        raw = request.scope.get("fake.raw_body") or await request.body()
+        b.requests.append({"path": request.url.path, "body": raw.decode("utf-8")})
+>>>>>>> 2a0ed87 (Engines behind one router: vLLM and llama.cpp per model in the registry, embeddings and rerank routed by model)
 
     def tokens_for(max_tokens: int | None) -> tuple[list[str], str]:
         n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)
@@ -468,7 +477,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             if parsing:
                 reasoning, text = ReasoningParser(b.reasoning_parser, req.chat_template_kwargs).whole(text)
             choices = [{"index": i, "message": {"role": "assistant", "content": text,
-                                                "reasoning_content": reasoning, "tool_calls": []},
+                                                rkey: reasoning, "tool_calls": []},
                         "logprobs": None, "finish_reason": finish, "stop_reason": None}
                        for i in range(req.n)]
             return JSONResponse({"id": rid, "object": "chat.completion", "created": created, "model": req.model,
@@ -487,7 +496,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             if final:
                 r2, c2 = parsers[i].finish()
                 r, c = r + r2, c + c2
-            return {"content": c, "reasoning_content": r}
+            return {"content": c, rkey: r}
 
         events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None} for i in range(req.n)])]
