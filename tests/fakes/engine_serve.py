@@ -210,17 +210,23 @@ class EngineShim:
     def record(self, path: str, body: bytes) -> None:
         self.b.requests.append({"path": path, "body": body.decode("utf-8")})
 
-    async def embeddings(self, body: bytes) -> Response:
-        self.record("/v1/embeddings", body)
-        if not self.args.embeddings:
+    def open_request(self, path: str, body: bytes, served: bool, flag: str, api: str) -> tuple[Any, Response | None]:
+        """Record the request; the decoded body, or the engine's error when it does not serve `path`."""
+        self.record(path, body)
+        if not served:
             if self.engine == "llamacpp":
-                return self.error("This server does not support embeddings. Start it with `--embeddings`",
-                                  501, "not_supported_error")
-            return self.error("The model does not support Embeddings API", 400)
+                return None, self.error(f"This server does not support {flag[2:]}. Start it with `{flag}`",
+                                        501, "not_supported_error")
+            return None, self.error(f"The model does not support {api} API", 400)
         try:
-            req = json.loads(body)
+            return json.loads(body), None
         except ValueError as err:
-            return self.error(f"Invalid JSON: {err}", 400)
+            return None, self.error(f"Invalid JSON: {err}", 400)
+
+    async def embeddings(self, body: bytes) -> Response:
+        req, err = self.open_request("/v1/embeddings", body, self.args.embeddings, "--embeddings", "Embeddings")
+        if err is not None:
+            return err
         texts = embedding_inputs(req.get("input")) if isinstance(req, dict) else None
         if texts is None:
             return self.error("'input' must be a non-empty string, list of strings or list of token lists", 400,
@@ -244,16 +250,11 @@ class EngineShim:
         return JSONResponse(out)
 
     async def rerank(self, body: bytes) -> Response:
-        self.record("/v1/rerank", body)
-        if not self.args.reranking:
-            if self.engine == "llamacpp":
-                return self.error("This server does not support reranking. Start it with `--reranking`",
-                                  501, "not_supported_error")
-            return self.error("The model does not support Rerank (Score) API", 400)
-        try:
-            req = json.loads(body)
-        except ValueError as err:
-            return self.error(f"Invalid JSON: {err}", 400)
+        req, err = self.open_request("/v1/rerank", body, self.args.reranking, "--reranking", "Rerank (Score)")
+        if err is not None:
+            return err
+        if not isinstance(req, dict):
+            return self.error("The request body must be a JSON object", 400)
         query, docs = req.get("query"), req.get("documents")
         if not isinstance(query, str) or not isinstance(docs, list) or not all(isinstance(d, str) for d in docs):
             return self.error("'query' must be a string and 'documents' a list of strings", 400)
@@ -327,14 +328,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import uvicorn
-
     if args.engine == "vllm" and args.load_seconds:
         time.sleep(args.load_seconds)
-    config = uvicorn.Config(create_app(args), host=args.host, port=args.port, log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=1)
-    uvicorn.Server(config).run()
-    return 0
+    return trt.serve(create_app(args), args)
 
 
 if __name__ == "__main__":

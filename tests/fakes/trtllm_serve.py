@@ -585,15 +585,20 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="the eval case file for --eval-answers (default: scripts/eval_cases.yaml)")
 
 
-def main(args: argparse.Namespace) -> int:
+def serve(app, args: argparse.Namespace) -> int:
+    """Run `app` on --host/--port until stopped (also used by engine_serve.py)."""
     import uvicorn
 
-    if args.load_seconds:
-        time.sleep(args.load_seconds)
-    config = uvicorn.Config(create_app(args), host=args.host, port=args.port, log_level="warning",
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=1)
     uvicorn.Server(config).run()
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.load_seconds:
+        time.sleep(args.load_seconds)
+    return serve(create_app(args), args)
 
 
 if __name__ == "__main__":
