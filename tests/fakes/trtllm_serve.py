@@ -412,14 +412,10 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         return b.requests
 
     async def record(request: Request) -> None:
-<<<<<<< HEAD
-        b.requests.append({"path": request.url.path, "body": (await request.body()).decode("utf-8"),
-                           "headers": dict(request.headers)})
-=======
         # engine_serve.py keeps the body as sent before it drops the fields its engine ignores.
         raw = request.scope.get("fake.raw_body") or await request.body()
-        b.requests.append({"path": request.url.path, "body": raw.decode("utf-8")})
->>>>>>> 2a0ed87 (Engines behind one router: vLLM and llama.cpp per model in the registry, embeddings and rerank routed by model)
+        b.requests.append({"path": request.url.path, "body": raw.decode("utf-8"),
+                           "headers": dict(request.headers)})
 
     def tokens_for(max_tokens: int | None) -> tuple[list[str], str]:
         n = b.output_tokens if max_tokens is None else min(max_tokens, b.output_tokens)

@@ -106,13 +106,13 @@ def test_upstream_overrides_deploy_only_the_models_given():
     assert cfg["health"]["interval_s"] == 0.5
 
 
-<<<<<<< HEAD
 def test_a_backend_key_is_rendered_as_the_name_of_its_variable_never_its_value():
     reg = parse_registry(edited(lambda d: d["models"][QWEN].update(backend_key_env="QWEN_BACKEND_KEY")))
     models = {m["id"]: m for m in router_config(reg)["models"]}
     assert models[QWEN]["backend_key_env"] == "QWEN_BACKEND_KEY"
     assert "backend_key_env" not in models[NEMOTRON]
-=======
+
+
 # --- engines (issue 16) ---------------------------------------------------------------------
 
 def _shipped() -> dict:
@@ -143,4 +143,3 @@ def test_an_engine_variant_serves_the_same_model_with_its_engine_facts():
     assert vllm.serve.engine == "vllm" and vllm.upstreams == ("nemotron-vllm:8000",)
     assert vllm.request.drop == ENGINES["vllm"].drop == () and base.request.drop == ENGINES["trtllm"].drop
     assert vllm.engine.generate_probe is None and base.engine.generate_probe == "/health_generate"
->>>>>>> 2a0ed87 (Engines behind one router: vLLM and llama.cpp per model in the registry, embeddings and rerank routed by model)
