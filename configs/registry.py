@@ -39,22 +39,69 @@ class Timeouts(_Strict):
     read_s: float = Field(600.0, gt=0, description="between two reads; covers a slow first token")
 
 
-class ServeRecipe(_Strict):
-    """How one `trtllm-serve` container serves the model (compose and trtllm/ derive from it)."""
+EngineName = Literal["trtllm", "vllm", "llamacpp"]
 
+
+class Engine(_Strict):
+    """What the router and Prometheus must know about one serving engine (docs/engines.md has
+    each fact's source): where it reports health and metrics, and what its requests reject."""
+
+    generate_probe: str | None = Field(
+        description="GET path that runs a real generation (trtllm's /health can stay 200 after its "
+        "executor died); None: the engine's /health already turns 503 when its engine is dead")
+    metrics_path: str = Field(description="Prometheus text endpoint")
+    drop: tuple[str, ...] = Field(description="OpenAI request fields the engine rejects (removed by the router)")
+    allowed_options: str = Field(description="allow-list of its flags and options, relative to the repo root")
+
+
+# Fields OpenAI clients send that trtllm-serve's request models reject (extra="forbid").
+DEFAULT_DROP_FIELDS = (
+    "parallel_tool_calls", "store", "metadata", "service_tier", "prediction", "modalities", "audio",
+    "web_search_options", "safety_identifier", "prompt_cache_key", "verbosity",
+)
+
+ENGINES: dict[str, Engine] = {
+    "trtllm": Engine(generate_probe="/health_generate", metrics_path="/prometheus/metrics",
+                     drop=DEFAULT_DROP_FIELDS, allowed_options="trtllm/allowed_options.yaml"),
+    # vLLM and llama.cpp ignore fields they do not know (vLLM's OpenAIBaseModel: extra="allow").
+    "vllm": Engine(generate_probe=None, metrics_path="/metrics", drop=(),
+                   allowed_options="vllm/allowed_options.yaml"),
+    "llamacpp": Engine(generate_probe=None, metrics_path="/metrics", drop=(),
+                       allowed_options="llamacpp/allowed_options.yaml"),
+}
+
+
+class ServeRecipe(_Strict):
+    """How one server container serves the model (compose and the engine's folder derive from it)."""
+
+    engine: EngineName = Field("trtllm", description="trtllm (trtllm-serve), vllm (vllm serve), llamacpp (llama-server)")
     service: str = Field(description="compose service name; also the upstream host name")
-    port: int = Field(8000, ge=1, le=65535, description="port trtllm-serve listens on")
-    backend: Literal["pytorch", "_autodeploy", "tensorrt"] = "pytorch"
-    config: str = Field(description="--extra_llm_api_options file, relative to the repo root")
+    port: int = Field(8000, ge=1, le=65535, description="port the server listens on")
+    backend: Literal["pytorch", "_autodeploy", "tensorrt"] | None = Field("pytorch", description="trtllm only")
+    config: str | None = Field(
+        None, description="serve-config file, relative to the repo root: trtllm --extra_llm_api_options, "
+        "vllm serve --config; llama-server has none (its flags are in compose.yml)")
     checkpoint: str | None = Field(
         None,
         description="MODEL argument of trtllm-serve: a Hugging Face id or a checkpoint directory "
         "(e.g. one made by build_engines); default: the model's id",
     )
-    reasoning_parser: str | None = None
+    reasoning_parser: str | None = Field(
+        None, description="the engine's reasoning split: trtllm --reasoning_parser, vllm --reasoning-parser, "
+        "llamacpp --reasoning-format (None: the raw text, with its think tags, comes back as content)")
     tool_parser: str | None = None
     trust_remote_code: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fits_the_engine(self) -> "ServeRecipe":
+        if self.engine != "trtllm" and "backend" in self.model_fields_set and self.backend is not None:
+            raise ValueError(f"backend: only for engine trtllm, not {self.engine}")
+        if self.engine != "llamacpp" and not self.config:
+            raise ValueError(f"config: engine {self.engine} needs a serve-config file")
+        if self.engine == "llamacpp" and self.config:
+            raise ValueError("config: llama-server reads no config file; put its flags in compose.yml")
+        return self
 
 
 class BuildRecipe(_Strict):
@@ -98,8 +145,9 @@ class Memory(_Strict):
     Numbers come from the checkpoint's config.json and file sizes on Hugging Face.
     """
 
-    weights_format: Literal["nvfp4", "fp8", "bf16"] = Field(
-        description="nvfp4 runs only on Blackwell (SM100/SM120/GB10); fp8 needs Hopper or newer")
+    weights_format: Literal["nvfp4", "fp8", "bf16", "gguf"] = Field(
+        description="nvfp4 runs only on Blackwell (SM100/SM120/GB10); fp8 needs Hopper or newer; "
+        "gguf: a llama.cpp file (any quant type), weights_gb is its size")
     weights_gb: float = Field(gt=0, description="checkpoint size in GB (10^9 bytes), as Hugging Face lists it")
     attention_layers: int = Field(gt=0, description="layers that keep a KV cache")
     kv_heads: int = Field(gt=0, description="num_key_value_heads")
@@ -144,17 +192,11 @@ class Reasoning(_Strict):
     sampling_non_thinking: Sampling = Sampling()
 
 
-# Fields OpenAI clients send that trtllm-serve's request models reject (extra="forbid").
-DEFAULT_DROP_FIELDS = (
-    "parallel_tool_calls", "store", "metadata", "service_tier", "prediction", "modalities", "audio",
-    "web_search_options", "safety_identifier", "prompt_cache_key", "verbosity",
-)
-
-
 class RequestHygiene(_Strict):
-    """Rewrites of chat requests on their way to trtllm-serve."""
+    """Rewrites of chat requests on their way to the server."""
 
-    drop: tuple[str, ...] = Field(DEFAULT_DROP_FIELDS, description="top-level request fields removed")
+    drop: tuple[str, ...] | None = Field(
+        None, description="top-level request fields removed; default: what the engine rejects (ENGINES)")
     tool_choice_auto: bool = Field(True, description='add tool_choice "auto" when tools come without one')
     messages: Literal["translate", "native"] = Field(
         "translate", description="POST /v1/messages (Anthropic): the router translates it to chat completions, "
@@ -172,9 +214,23 @@ class Variant(_Strict):
         None, description="thinking on/off, whatever the request says (its sampling defaults follow)")
 
 
+# What a model serves: the endpoints a request for it may use (/v1/messages* are translated to
+# chat completions unless the model's request.messages is native).
+KIND_ENDPOINTS = {
+    "chat": ("chat/completions", "completions", "responses", "messages", "messages/count_tokens"),
+    "embeddings": ("embeddings",),
+    "rerank": ("rerank",),
+}
+
+
 # trtllm-serve's own default when its options file sets none (BaseLlmArgs.max_batch_size in
 # tensorrt_llm/llmapi/llm_args.py).
 TRTLLM_DEFAULT_MAX_BATCH_SIZE = 2048
+# vLLM's max_num_seqs when unset: 256 (EngineArgs; 1024 on GPUs over 70 GiB, the smaller is kept).
+VLLM_DEFAULT_MAX_NUM_SEQS = 256
+# llama-server's --parallel when unset: -1 = auto, 4 slots sharing one unified KV cache
+# (ggml-org/llama.cpp PR #16736, 2025-10).
+LLAMACPP_DEFAULT_PARALLEL = 4
 
 
 class Admission(_Strict):
@@ -198,6 +254,8 @@ class Model(_Strict):
     id: str
     display_name: str | None = Field(
         None, description="human name in /v1/models (`name`) and on the status page; default: the id")
+    kind: Literal["chat", "embeddings", "rerank"] = Field(
+        "chat", description="chat: generation endpoints; embeddings: /v1/embeddings; rerank: /v1/rerank")
     aliases: tuple[str, ...] = ()
     variants: dict[str, Variant] = Field(
         default_factory=dict, description="extra model ids: this model with fixed request settings")
@@ -212,6 +270,9 @@ class Model(_Strict):
     upstreams: tuple[str, ...] = Field(default=(), description="HOST:PORT of trtllm-serve; default service:port")
     timeouts: Timeouts = Timeouts()
     serve: ServeRecipe
+    engine_variants: dict[str, ServeRecipe] = Field(
+        default_factory=dict, description="other engines that can serve the model, by name; a profile "
+        "picks one as '<id or alias>@<name>' (e.g. nemotron@vllm)")
     build: BuildRecipe | None = None
     memory: Memory | None = None
     reasoning: Reasoning = Reasoning()
@@ -252,6 +313,8 @@ class Model(_Strict):
         parser = self.serve.reasoning_parser
         if self.reasoning.mode == "backend" and not parser:
             raise ValueError("reasoning.mode: 'backend' needs serve.reasoning_parser")
+        if self.kind != "chat" and self.reasoning.mode != "none":
+            raise ValueError(f"reasoning.mode: a {self.kind} model does not generate text; use 'none'")
         if self.reasoning.mode in ("tags", "tags_at_start") and parser:
             raise ValueError(f"reasoning.mode: '{self.reasoning.mode}' splits raw <think> tags, but "
                              f"serve.reasoning_parser '{parser}' already removes them; use 'backend'")
@@ -261,7 +324,31 @@ class Model(_Strict):
     def _default_upstream(self) -> "Model":
         if not self.upstreams:
             object.__setattr__(self, "upstreams", (f"{self.serve.service}:{self.serve.port}",))
+        if self.request.drop is None:
+            object.__setattr__(self, "request", self.request.model_copy(update={"drop": self.engine.drop}))
         return self
+
+    def on_engine(self, name: str) -> "Model":
+        """The model as its engine variant `name` serves it: that serve recipe, its upstream, its engine's drops."""
+        if name not in self.engine_variants:
+            raise RegistryError(f"model '{self.id}' has no engine variant '{name}'; "
+                                f"known: {sorted(self.engine_variants)}")
+        data = self.model_dump(exclude={"engine_variants"})
+        data["serve"] = self.engine_variants[name].model_dump(exclude_unset=True)
+        if self.upstreams == (f"{self.serve.service}:{self.serve.port}",):
+            data["upstreams"] = ()
+        if self.request.drop == self.engine.drop:
+            data["request"]["drop"] = None
+        return Model.model_validate(data)
+
+    @property
+    def engine(self) -> Engine:
+        return ENGINES[self.serve.engine]
+
+    @property
+    def endpoints(self) -> tuple[str, ...]:
+        """Paths under /v1/ this model answers."""
+        return KIND_ENDPOINTS[self.kind]
 
     @property
     def env_prefix(self) -> str:
@@ -269,15 +356,21 @@ class Model(_Strict):
         return self.serve.service.upper().replace("-", "_") + "_"
 
     def max_batch_size(self) -> int:
-        """max_batch_size of the serve config (trtllm's default when the file sets none)."""
+        """How many requests the server runs at once: the serve config's max_batch_size (trtllm)
+        or max-num-seqs (vLLM), else the engine's default; llama-server has no config file and
+        defaults to 4 slots (docs/engines.md)."""
+        if self.serve.engine == "llamacpp":
+            return LLAMACPP_DEFAULT_PARALLEL
+        key, default = (("max-num-seqs", VLLM_DEFAULT_MAX_NUM_SEQS) if self.serve.engine == "vllm"
+                        else ("max_batch_size", TRTLLM_DEFAULT_MAX_BATCH_SIZE))
         path = REPO_ROOT / self.serve.config
         try:
             options = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as err:
             raise RegistryError(f"models.{self.id}.serve.config: cannot read {path}: {err}") from None
-        value = options.get("max_batch_size", TRTLLM_DEFAULT_MAX_BATCH_SIZE) if isinstance(options, dict) else None
+        value = options.get(key, default) if isinstance(options, dict) else None
         if not isinstance(value, int) or value < 1:
-            raise RegistryError(f"models.{self.id}.serve.config: max_batch_size in {path} must be an integer >= 1")
+            raise RegistryError(f"models.{self.id}.serve.config: {key} in {path} must be an integer >= 1")
         return value
 
     def admission_limits(self) -> dict:
@@ -351,8 +444,13 @@ class Registry(_Strict):
                     )
         for pname, ids in self.profiles.items():
             for i, ref in enumerate(ids):
-                if self.find(ref) is None:
-                    raise ValueError(f"profiles.{pname}[{i}]: '{ref}' is not a model id or alias")
+                name, _, variant = ref.partition("@")
+                model = self.find(name)
+                if model is None:
+                    raise ValueError(f"profiles.{pname}[{i}]: '{name}' is not a model id or alias")
+                if variant and variant not in model.engine_variants:
+                    raise ValueError(f"profiles.{pname}[{i}]: model '{model.id}' has no engine variant "
+                                     f"'{variant}' (known: {sorted(model.engine_variants)})")
         return self
 
     def find(self, name: str) -> Model | None:
@@ -379,10 +477,18 @@ class Registry(_Strict):
             raise RegistryError(f"model '{name}' matches rules of several models: {[m.id for m in hits]}")
         raise RegistryError(f"model '{name}' is not in the registry; known: {sorted(self.models)}")
 
+    def deployment(self, ref: str) -> Model:
+        """'<id or alias>[@<engine variant>]' -> the model as that deployment serves it."""
+        name, _, variant = ref.partition("@")
+        model = self.find(name)
+        if model is None:
+            raise RegistryError(f"'{name}' is not a model id or alias")
+        return model.on_engine(variant) if variant else model
+
     def profile(self, name: str) -> list[Model]:
         if name not in self.profiles:
             raise RegistryError(f"unknown profile '{name}'; known: {sorted(self.profiles)}")
-        return [self.find(ref) for ref in self.profiles[name]]  # type: ignore[misc]
+        return [self.deployment(ref) for ref in self.profiles[name]]
 
 
 def parse_host_port(value: str, where: str = "upstream") -> tuple[str, int]:

@@ -5,8 +5,10 @@ Usage:
     python scripts/plan_memory.py --profile qwen --gpu rtx5090 --env-file .env
     python scripts/plan_memory.py --all --markdown        # the README's table
 
-Inputs: each model's `memory` facts in configs/models.yaml, its trtllm/*.yaml, and the knobs
-compose passes it (compose.yml defaults, overridden by --env-file). Models start in profile order
+Inputs: each model's `memory` facts in configs/models.yaml, its serve config (trtllm/*.yaml,
+vllm/*.yaml), and the knobs compose passes it (compose.yml defaults, overridden by --env-file).
+vLLM takes gpu-memory-utilization of the GPU's total memory; llama.cpp a KV cache for its whole
+--ctx-size. Models start in profile order
 (compose's depends_on chain), so each one's `free_gpu_memory_fraction` applies to what the ones
 before it left free; `KV_CACHE_MAX_TOKENS` caps it (the smaller limit wins in TensorRT-LLM).
 
@@ -29,8 +31,9 @@ from configs.registry import REPO_ROOT, Model, RegistryError, load_registry
 
 GIB = 2**30
 COMPOSE_FILE = REPO_ROOT / "compose.yml"
-# Runtime allowance per model in GiB; AutoDeploy also holds torch.compile'd graphs.
-RUNTIME_GIB = {"pytorch": 3.0, "tensorrt": 2.0, "_autodeploy": 4.0}
+# Runtime allowance per model in GiB; AutoDeploy also holds torch.compile'd graphs. vLLM: CUDA
+# graphs and activations inside its budget; llama.cpp: compute buffers (estimates, not measured).
+RUNTIME_GIB = {"pytorch": 3.0, "tensorrt": 2.0, "_autodeploy": 4.0, "vllm": 3.0, "llamacpp": 1.0}
 # Plan KV for this many concurrent full-length sequences when recommending caps.
 TARGET_FULL_SEQUENCES = 4
 
@@ -130,6 +133,53 @@ def serve_options(model: Model, env: dict[str, str]) -> dict:
     return effective_options(options, knobs)
 
 
+def knobs(model: Model, env: dict[str, str]) -> dict[str, str]:
+    """The model's compose knobs without their prefix (QWEN3_8B_GGUF_CTX_SIZE -> CTX_SIZE)."""
+    return {k.removeprefix(model.env_prefix): v for k, v in env.items() if k.startswith(model.env_prefix) and v}
+
+
+def plan_vllm(model: Model, env: dict[str, str], gpu: Gpu) -> ModelPlan:
+    """vLLM takes gpu-memory-utilization of the GPU's TOTAL memory and fills what weights and
+    runtime leave with KV cache (and, for hybrids, Mamba state for max-num-seqs sequences)."""
+    mem = _memory(model)
+    options = yaml.safe_load((REPO_ROOT / model.serve.config).read_text(encoding="utf-8")) or {}
+    k = knobs(model, env)
+    util = float(k.get("GPU_MEMORY_UTILIZATION") or options.get("gpu-memory-utilization", 0.9))
+    max_seq_len = int(k.get("MAX_MODEL_LEN") or options.get("max-model-len") or mem.native_context)
+    batch = int(options.get("max-num-seqs", 256))
+    kv_dtype = "fp8" if str(options.get("kv-cache-dtype", "auto")).startswith("fp8") else mem.checkpoint_kv_format
+    per_token = mem.kv_bytes_per_token(1 if kv_dtype == "fp8" else 2)
+    weights, runtime = mem.weights_gb * 1e9 / GIB, RUNTIME_GIB["vllm"]
+    ssm = batch * mem.ssm.bytes_per_sequence(2) / GIB if mem.ssm else 0.0
+    budget = util * gpu.memory_gib
+    kv_gib = max(budget - weights - runtime - ssm, 0.0)
+    tokens = int(kv_gib * GIB // per_token)
+    p = ModelPlan(model, weights, runtime, kv_dtype, per_token, tokens, kv_gib, ssm, max_seq_len, batch)
+    if weights + runtime + ssm > budget:
+        p.problems.append(f"gpu-memory-utilization {util} gives {budget:.1f} GiB, weights + runtime need "
+                          f"{weights + runtime + ssm:.1f}: raise {model.env_prefix}GPU_MEMORY_UTILIZATION")
+    elif tokens < max_seq_len:
+        p.problems.append(f"KV cache holds {tokens:,} tokens, less than one max-model-len request ({max_seq_len:,})")
+    return p
+
+
+def plan_llamacpp(model: Model, env: dict[str, str]) -> ModelPlan:
+    """llama-server allocates the KV cache for its whole context (--ctx-size, shared by its slots)."""
+    mem = _memory(model)
+    k = knobs(model, env)
+    ctx = int(k.get("CTX_SIZE") or 0) or mem.native_context   # --ctx-size 0: the training context
+    per_token = mem.kv_bytes_per_token(2)                        # f16 cache (llama.cpp's default)
+    weights, runtime = mem.weights_gb * 1e9 / GIB, RUNTIME_GIB["llamacpp"]
+    return ModelPlan(model, weights, runtime, "f16", per_token, ctx, ctx * per_token / GIB, 0.0, ctx,
+                     int(k.get("PARALLEL") or 1))
+
+
+def _memory(model: Model):
+    if model.memory is None:
+        raise ValueError(f"models.{model.id}.memory: needed for planning; copy the numbers from its config.json")
+    return model.memory
+
+
 def plan_model(model: Model, options: dict, free_gib: float, declared_kv: str | None = None) -> ModelPlan:
     """`declared_kv`: the KV format the checkpoint on this machine declares (None: not here; the
     registry's memory.checkpoint_kv_format stands in) - what kv_cache_config.dtype: auto gives."""
@@ -171,8 +221,15 @@ def plan(registry, profile: str, gpu: Gpu, env: dict[str, str]) -> Plan:
     from trtllm.launch import checkpoint_kv_cache
 
     for m in models:
-        checkpoint = env.get(m.env_prefix + "CHECKPOINT") or m.serve.checkpoint or m.id
-        p = plan_model(m, serve_options(m, env), free, checkpoint_kv_cache(checkpoint))
+        if m.serve.engine == "vllm":
+            p = plan_vllm(m, env, gpu)
+        elif m.serve.engine == "llamacpp":
+            p = plan_llamacpp(m, env)
+        else:
+            checkpoint = env.get(m.env_prefix + "CHECKPOINT") or m.serve.checkpoint or m.id
+            p = plan_model(m, serve_options(m, env), free, checkpoint_kv_cache(checkpoint))
+        if m.serve.engine != "trtllm" and p.total_gib > free and not p.problems:
+            p.problems.append(f"needs {p.total_gib:.1f} GiB, {free:.1f} GiB left by the models before it")
         if m.memory.weights_format == "nvfp4" and not gpu.blackwell:
             p.problems.insert(0, "NVFP4 weights need a Blackwell GPU (SM100/SM120/GB10)")
         plans.append(p)
@@ -191,6 +248,8 @@ def recommend(plans: list[ModelPlan], gpu: Gpu) -> dict[str, str]:
     budget = (gpu.usable_gib - fixed) * 0.9
     if budget <= 0:
         return {}
+    if any(p.model.serve.engine != "trtllm" for p in plans):
+        return {}   # KV caps in tokens are trtllm's knob; vLLM and llama.cpp are sized by their own
     want = {p.model.id: min(p.max_batch_size, TARGET_FULL_SEQUENCES) * p.max_seq_len for p in plans}
     need = sum(want[p.model.id] * p.kv_bytes_per_token for p in plans) / GIB
     scale = min(1.0, budget / need)

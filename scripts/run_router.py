@@ -4,7 +4,8 @@ Usage:
     python scripts/run_router.py --port 8000 \\
         --upstream qwen=127.0.0.1:8001 --upstream nemotron=127.0.0.1:8002
 
-NAME in --upstream is a model id or alias from configs/models.yaml; repeat the flag (or list
+NAME in --upstream is a model id or alias from configs/models.yaml (NAME@ENGINE_VARIANT for the model on another engine,
+e.g. nemotron@vllm); repeat the flag (or list
 HOST:PORT,HOST:PORT) for several servers of one model. Only the models named are deployed;
 with no --upstream, the registry's own addresses are used. `--keys FILE` turns API keys on
 (a file made by scripts/keys.py, re-read within seconds of a change). Prints the URL when ready and stops
@@ -58,16 +59,19 @@ def parse_upstreams(values: list[str], registry) -> dict[str, list[str]]:
         name, sep, addrs = value.partition("=")
         if not sep or not addrs:
             raise RouterError(f"--upstream '{value}': expected NAME=HOST:PORT")
+        name, _, variant = name.partition("@")
         model = registry.find(name)
         if model is None:
             known = ", ".join(n for m in registry.models.values() for n in m.names)
             raise RouterError(f"--upstream '{value}': '{name}' is not a model id or alias ({known})")
+        if variant and variant not in model.engine_variants:
+            raise RouterError(f"--upstream '{value}': model '{model.id}' has no engine variant '{variant}'")
         for addr in addrs.split(","):
             try:
                 parse_host_port(addr, where=f"--upstream '{value}'")
             except ValueError as err:
                 raise RouterError(str(err)) from None
-            out.setdefault(model.id, []).append(addr)
+            out.setdefault(model.id + ("@" + variant if variant else ""), []).append(addr)
     return out
 
 

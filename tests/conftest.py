@@ -74,6 +74,7 @@ class FakeBackend:
     model: str
     args: list[str]
     proc: subprocess.Popen | None = None
+    engine: str = "trtllm"   # trtllm (tests/fakes/trtllm_serve.py), vllm or llamacpp (engine_serve.py)
 
     @property
     def addr(self) -> str:
@@ -84,8 +85,9 @@ class FakeBackend:
         return f"http://{self.addr}"
 
     def start(self, wait: bool = True) -> "FakeBackend":
-        cmd = [sys.executable, "-m", "tests.fakes.trtllm_serve", "--port", str(self.port),
-               "--model", self.model, *self.args]
+        fake = ["tests.fakes.trtllm_serve"] if self.engine == "trtllm" else \
+            ["tests.fakes.engine_serve", "--engine", self.engine]
+        cmd = [sys.executable, "-m", *fake, "--port", str(self.port), "--model", self.model, *self.args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
         if wait:
             self.wait_ready()
@@ -183,12 +185,12 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def fake_backend():
-    """Factory: fake_backend(model=..., start=True, wait=True, args=[...]) -> FakeBackend."""
+    """Factory: fake_backend(model=..., start=True, wait=True, args=[...], engine="trtllm") -> FakeBackend."""
     started: list[FakeBackend] = []
 
     def make(model: str = QWEN, *, port: int | None = None, start: bool = True, wait: bool = True,
-             args: list[str] | None = None) -> FakeBackend:
-        fb = FakeBackend(port or free_port(), model, list(args or []))
+             args: list[str] | None = None, engine: str = "trtllm") -> FakeBackend:
+        fb = FakeBackend(port or free_port(), model, list(args or []), engine=engine)
         started.append(fb)
         if start:
             fb.start(wait=wait)

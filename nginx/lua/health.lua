@@ -123,7 +123,9 @@ local function http_status(ip, port, host, path, timeout_s)
     return status
 end
 
-local function probe(addr, cfg)
+-- gen_path: the engine's generation probe (trtllm: /health_generate), or false when its
+-- /health already reports a dead engine (vLLM: 503 on EngineDeadError; llama.cpp).
+local function probe(addr, cfg, gen_path)
     local host, port = _M.split(addr)
     local ever = dict:get("ever:" .. addr)
     local ip, err = resolve(host)
@@ -139,39 +141,47 @@ local function probe(addr, cfg)
         return set_state(addr, ever and "down" or "starting", err or ("/health answered " .. status))
     end
 
-    -- /health stays 200 after the executor died: run a real generation now and then, and
-    -- after a failure on every probe until one passes.
+    if not gen_path then
+        return set_state(addr, "ready")
+    end
+    -- trtllm's /health stays 200 after the executor died: run a real generation now and then,
+    -- and after a failure on every probe until one passes.
     update_time()
     local t = now()
     local failed = dict:get("genfail:" .. addr)
     if failed or t - (dict:get("gen:" .. addr) or 0) >= (cfg.generate_interval_s or 30) then
         dict:set("gen:" .. addr, t)
-        status, err = http_status(ip, port, host, "/health_generate", cfg.generate_timeout_s or 20)
+        status, err = http_status(ip, port, host, gen_path, cfg.generate_timeout_s or 20)
         if status ~= 200 then
             dict:set("genfail:" .. addr, true)
-            return set_state(addr, "down", "generation probe failed: " .. (err or ("/health_generate answered " .. status)))
+            return set_state(addr, "down", "generation probe failed: " .. (err or (gen_path .. " answered " .. status)))
         end
         dict:delete("genfail:" .. addr)
     end
     set_state(addr, "ready")
 end
 
-local function probe_guarded(addr, cfg)
+local function probe_guarded(addr, cfg, gen_path)
     -- A slow generation probe must not overlap the next round for the same upstream.
     if not dict:add("busy:" .. addr, true, (cfg.generate_timeout_s or 20) + (cfg.timeout_s or 1) + 5) then
         return
     end
-    local ok, err = pcall(probe, addr, cfg)
+    local ok, err = pcall(probe, addr, cfg, gen_path)
     dict:delete("busy:" .. addr)
     if not ok then
         log(ERR, LOG, "probe of ", addr, " failed: ", err)
     end
 end
 
-function _M.probe_all(addrs, cfg)
+-- probes: addr -> generation probe path or false (registry.probes); nil: /health_generate.
+function _M.probe_all(addrs, cfg, probes)
     local threads = {}
     for _, addr in ipairs(addrs) do
-        threads[#threads + 1] = ngx.thread.spawn(probe_guarded, addr, cfg)
+        local gen = probes and probes[addr]
+        if gen == nil then
+            gen = "/health_generate"
+        end
+        threads[#threads + 1] = ngx.thread.spawn(probe_guarded, addr, cfg, gen)
     end
     for _, th in ipairs(threads) do
         ngx.thread.wait(th)
@@ -179,7 +189,7 @@ function _M.probe_all(addrs, cfg)
 end
 
 -- Every worker runs the timer; the one that wins the lock probes this round.
-function _M.start(addrs, cfg)
+function _M.start(addrs, cfg, probes)
     local interval = cfg.interval_s or 2
     local function tick(premature)
         if premature then
@@ -188,7 +198,7 @@ function _M.start(addrs, cfg)
         if not dict:add("lock", ngx.worker.pid(), interval * 0.9) then
             return
         end
-        local ok, err = pcall(_M.probe_all, addrs, cfg)
+        local ok, err = pcall(_M.probe_all, addrs, cfg, probes)
         if not ok then
             log(ERR, LOG, "probe round failed: ", err)
         end

@@ -22,10 +22,21 @@ function _M.new(data, deployed)
         if type(m.id) ~= "string" or type(m.upstreams) ~= "table" then
             return fail("models[" .. i .. "] needs 'id' and 'upstreams'")
         end
+        local endpoints = {}
+        for _, e in ipairs(m.endpoints or { "chat/completions", "completions", "responses", "messages",
+                                            "messages/count_tokens" }) do
+            endpoints[e] = true
+        end
+        local probe = m.generate_probe
         local model = { id = m.id, display_name = m.display_name or m.id, aliases = m.aliases or {},
                         variants = m.variants or {}, wait_for_ready_s = m.wait_for_ready_s or 0,
                         upstreams = m.upstreams, timeouts = m.timeouts or {}, reasoning = m.reasoning or {},
-                        request = m.request or {}, backend_key_env = m.backend_key_env, admission = m.admission, deployed = false }
+                        request = m.request or {}, backend_key_env = m.backend_key_env, admission = m.admission,
+                        deployed = false,
+                        engine = m.engine or "trtllm", kind = m.kind or "chat",
+                        endpoints = endpoints, endpoint_list = m.endpoints,
+                        generate_probe = type(probe) == "string" and probe or nil,
+                        engine_variants = type(m.engine_variants) == "table" and m.engine_variants or {} }
         reg.models[i] = model
         for _, name in ipairs({ m.id, unpack(model.aliases) }) do
             local key = lower(name)
@@ -55,10 +66,21 @@ function _M.new(data, deployed)
         model.deployed = deployed == nil
     end
     if deployed then
-        for _, name in ipairs(deployed) do
+        for _, ref in ipairs(deployed) do
+            -- "<id or alias>@<name>": the model served by another engine (registry engine_variants).
+            local name, variant = match(ref, "^(.-)@([^@]+)$")
+            name = name or ref
             local model = reg.by_name[lower(name)]
             if not model then
                 return fail("deployed model '" .. name .. "' is not in the registry")
+            end
+            if variant then
+                local v = model.engine_variants[variant]
+                if type(v) ~= "table" then
+                    return fail("model '" .. model.id .. "' has no engine variant '" .. variant .. "'")
+                end
+                model.engine, model.upstreams, model.request = v.engine, v.upstreams, v.request
+                model.generate_probe = type(v.generate_probe) == "string" and v.generate_probe or nil
             end
             model.deployed = true
         end
@@ -96,6 +118,25 @@ function _M.resolve(reg, name)
     return nil, "unknown"
 end
 
+-- Whether `model` answers POST /v1/<endpoint> (its kind: chat, embeddings or rerank).
+function _M.serves(model, endpoint)
+    return model.endpoints[endpoint] == true
+end
+
+-- addr -> the generation probe path of the engine behind it (false: the engine has none).
+-- An address shared by two models with different engines is a registry mistake; the first wins.
+function _M.probes(reg)
+    local out = {}
+    for _, model in ipairs(reg.deployed) do
+        for _, addr in ipairs(model.upstreams) do
+            if out[addr] == nil then
+                out[addr] = model.generate_probe or false
+            end
+        end
+    end
+    return out
+end
+
 function _M.deployed_names(reg)
     local out = {}
     for _, model in ipairs(reg.deployed) do
@@ -115,11 +156,12 @@ function _M.list_entries(model, state, created, empty_array)
         aliases = empty_array
     end
     local out = { { id = model.id, object = "model", created = created, owned_by = owner,
-                    name = model.display_name, aliases = aliases, status = state } }
+                    name = model.display_name, aliases = aliases, status = state,
+                    engine = model.engine, kind = model.kind } }
     for _, v in ipairs(model.variants) do
         out[#out + 1] = { id = v.id, object = "model", created = created, owned_by = owner,
                           name = v.display_name or v.id, variant_of = model.id, thinking = v.thinking,
-                          status = state }
+                          status = state, engine = model.engine, kind = model.kind }
     end
     return out
 end

@@ -2,14 +2,15 @@
 -- hands the work to the module that owns the concern. Model facts come from registry.json
 -- (rendered from configs/models.yaml).
 --
--- A generation request (POST /v1/chat/completions, /v1/completions, /v1/responses, and
--- /v1/messages*, translated to chat by anthropic.lua) passes:
+-- A model request (POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages*,
+-- translated to chat by anthropic.lua, /v1/embeddings, /v1/rerank) passes:
 --   access         new_state() creates ngx.ctx.router (`rc`, the one per-request table; made
 --                  nowhere else), then: API key (guard.authenticate) -> method -> body read
---                  and decoded once -> model resolved (registry) -> the key's scope -> field
---                  types checked (reqcheck) -> ready peers chosen (upstream) -> request edits
---                  (chatreq) -> key limits, admission queue (guard.admit; may wait) -> peers
---                  chosen again -> metrics.start.
+--                  and decoded once -> model resolved (registry) -> the key's scope ->
+--                  endpoint allowed for its kind (registry.serves) -> field types checked
+--                  (reqcheck) -> ready peers chosen (upstream) -> request edits (chatreq) ->
+--                  key limits, admission queue (guard.admit; may wait) -> peers chosen again
+--                  -> metrics.start.
 --                  Every refusal is errors.send(...) in the OpenAI shape.
 --   balancer       upstream.balance(rc): round-robin over the ready peers, failover before
 --                  the first byte.
@@ -58,7 +59,7 @@ local ngx = ngx
 local ngx_var = ngx.var
 local ngx_req = ngx.req
 local log, ERR, WARN = ngx.log, ngx.ERR, ngx.WARN
-local byte, find = string.byte, string.find
+local byte, find, sub = string.byte, string.find, string.sub
 local concat = table.concat
 local send_error = errors.send
 local echo = errors.echo   -- every client-sent name quoted in an error
@@ -120,15 +121,13 @@ function _M.init()
 end
 
 function _M.init_worker()
-    local addrs, seen = {}, {}
-    for _, model in ipairs(reg.deployed) do
-        for _, addr in ipairs(model.upstreams) do
-            if not seen[addr] then
-                seen[addr], addrs[#addrs + 1] = true, addr
-            end
-        end
+    local probes = registry.probes(reg)
+    local addrs = {}
+    for addr in pairs(probes) do
+        addrs[#addrs + 1] = addr
     end
-    health.start(addrs, reg.health)
+    table.sort(addrs)
+    health.start(addrs, reg.health, probes)
     if metrics.enabled() then
         accesslog.init_worker()
     end
@@ -322,6 +321,12 @@ function _M.access()
     end
     if rc.key and not guard.visible(rc.key, model) then
         return guard.refuse_model(model)
+    end
+    local endpoint = sub(ngx_var.uri, 5)   -- after "/v1/"
+    if not registry.serves(model, endpoint) then
+        return send_error(400, "The model '" .. model.id .. "' is a " .. model.kind .. " model: it does not serve "
+            .. ngx_var.uri .. " (it serves: /v1/" .. concat(model.endpoint_list, ", /v1/") .. ")",
+            nil, "model", "unsupported_endpoint")
     end
     local bad = reqcheck.check(body, req, KINDS[ngx_var.uri])
     if bad then

@@ -436,7 +436,10 @@ def load_eval_answers(path: str, which: str) -> dict[str, str]:
 def create_app(args: argparse.Namespace) -> FastAPI:
     app = FastAPI()
     b = Behaviour(args)
+    app.state.behaviour = b   # for the other engines' fakes (engine_serve.py), which build on this one
     served = args.model
+    # vLLM names the parsed reasoning `reasoning` (engine_serve.py sets it); trtllm `reasoning_content`.
+    rkey = getattr(args, "reasoning_field", "reasoning_content")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -489,7 +492,9 @@ def create_app(args: argparse.Namespace) -> FastAPI:
         return b.requests
 
     async def record(request: Request) -> dict[str, Any]:
-        rec = {"path": request.url.path, "body": (await request.body()).decode("utf-8"),
+        # engine_serve.py keeps the body as sent before it drops the fields its engine ignores.
+        raw = request.scope.get("fake.raw_body") or await request.body()
+        rec = {"path": request.url.path, "body": raw.decode("utf-8"),
                "headers": dict(request.headers), "disconnected": False, "done": False, "events_sent": 0}
         b.requests.append(rec)
         asyncio.create_task(watch_disconnect(request, rec))
@@ -583,7 +588,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
                     "name": call[0], "arguments": json.dumps(call[1], ensure_ascii=False)}}]
             n_out = len(toks) + (len(tool_argument_deltas(b.tool_parser, call[1])) + 1 if call else 0)
             choices = [{"index": i, "message": {"role": "assistant", "content": text,
-                                                "reasoning_content": reasoning, "tool_calls": tool_calls},
+                                                rkey: reasoning, "tool_calls": tool_calls},
                         "logprobs": None, "finish_reason": finish, "stop_reason": matched}
                        for i in range(req.n)]
             return await reply(rec, JSONResponse({
@@ -603,7 +608,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
             if final:
                 r2, c2 = parsers[i].finish()
                 r, c = r + r2, c + c2
-            return {"content": c, "reasoning_content": r}
+            return {"content": c, rkey: r}
 
         events = [chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                           "finish_reason": None} for i in range(req.n)])]
@@ -612,7 +617,7 @@ def create_app(args: argparse.Namespace) -> FastAPI:
                                  for i in range(req.n)]))
         if call is not None:
             # DeltaToolCall(id, index, function) dumped with exclude_none: no "type" key.
-            empty = {"content": "", "reasoning_content": ""} if parsing else {"content": ""}
+            empty = {"content": "", rkey: ""} if parsing else {"content": ""}
             pieces = [{"id": call_id, "index": 0, "function": {"name": call[0], "arguments": ""}}]
             pieces += [{"index": 0, "function": {"arguments": a}} for a in tool_argument_deltas(b.tool_parser, call[1])]
             for piece in pieces:
@@ -770,15 +775,20 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         help="trtllm-serve's --tool_parser to imitate (default: none)")
 
 
-def main(args: argparse.Namespace) -> int:
+def serve(app, args: argparse.Namespace) -> int:
+    """Run `app` on --host/--port until stopped (also used by engine_serve.py)."""
     import uvicorn
 
-    if args.load_seconds:
-        time.sleep(args.load_seconds)
-    config = uvicorn.Config(create_app(args), host=args.host, port=args.port, log_level="warning",
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=1)
     uvicorn.Server(config).run()
     return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.load_seconds:
+        time.sleep(args.load_seconds)
+    return serve(create_app(args), args)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,12 @@ def test_the_rendered_prometheus_config_is_up_to_date_and_scrapes_every_model():
     jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
     assert jobs["router"]["static_configs"][0]["targets"] == ["router:8000"]
     assert jobs["trtllm"]["metrics_path"] == "/prometheus/metrics"
-    scraped = {sc["labels"]["model"]: sc["targets"] for sc in jobs["trtllm"]["static_configs"]}
-    assert scraped == {m.id: list(m.upstreams) for m in load_registry().models.values()}
+    assert jobs["vllm"]["metrics_path"] == jobs["llamacpp"]["metrics_path"] == "/metrics"
+    scraped = {(job, sc["labels"]["model"], tuple(sc["targets"]))
+               for job in ("trtllm", "vllm", "llamacpp") for sc in jobs[job]["static_configs"]}
+    reg = load_registry()
+    served = [*reg.models.values(), *(m.on_engine(v) for m in reg.models.values() for v in m.engine_variants)]
+    assert scraped == {(m.serve.engine, m.id, m.upstreams) for m in served}
 
 
 def test_promtool_accepts_the_config_and_rejects_a_broken_one(tmp_path):

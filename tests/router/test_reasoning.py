@@ -1,5 +1,5 @@
-"""One answer shape and one thinking switch for both models, whether trtllm-serve's parser or
-the router splits the reasoning, streaming or not."""
+"""One answer shape and one thinking switch for both models, whether trtllm-serve's, vLLM's or
+llama.cpp's parser or the router splits the reasoning, streaming or not."""
 
 from __future__ import annotations
 
@@ -15,22 +15,45 @@ ANSWER = " ".join(WORDS[:12])
 THOUGHT = REASONING + "\n"
 
 
-@pytest.fixture(scope="module", params=["backend", "router"])
+# Per engine: each fake's flags, and the registry entry that serves the two models with it.
+def on_engine(engine: str, qwen_parser: str | None, nemo_parser: str | None, modes=("backend", "backend")) -> dict:
+    serve = {"engine": engine, "backend": None, "config": None if engine == "llamacpp" else "vllm/x.yaml"}
+    return {QWEN: {"serve": {**serve, "reasoning_parser": qwen_parser}, "reasoning": {"mode": modes[0]}},
+            NEMOTRON: {"serve": {**serve, "reasoning_parser": nemo_parser}, "reasoning": {"mode": modes[1]},
+                       "engine_variants": NO_VARIANT_PARSER if nemo_parser is None else {}}}
+
+
+# With the router splitting tags, no variant may split them first either (the registry checks).
+NO_VARIANT_PARSER = {"vllm": {"reasoning_parser": None}}
+
+
+ENGINES = {
+    # name: (engine, qwen fake args, nemotron fake args, registry changes or None for the shipped one)
+    "backend": ("trtllm", ["--reasoning-parser", "qwen3"], ["--reasoning-parser", "nano-v3"], None),
+    "router": ("trtllm", [], [], {
+        QWEN: {"reasoning": {"mode": "tags"}, "serve": {"reasoning_parser": None}},
+        NEMOTRON: {"reasoning": {"mode": "tags_at_start"}, "serve": {"reasoning_parser": None},
+                   "engine_variants": NO_VARIANT_PARSER}}),
+    "vllm": ("vllm", ["--reasoning-parser", "qwen3"], ["--reasoning-parser", "nano_v3"],
+             on_engine("vllm", "qwen3", "nano_v3")),
+    "llamacpp": ("llamacpp", ["--reasoning-format", "deepseek"], ["--reasoning-format", "deepseek"],
+                 on_engine("llamacpp", "deepseek", "deepseek")),
+    # --reasoning-format none: think tags stay in content and the router splits them.
+    "llamacpp-tags": ("llamacpp", [], [], on_engine("llamacpp", None, None, ("tags", "tags_at_start"))),
+}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
 def stack(request, tmp_path_factory):
-    """backend: trtllm's parsers split (the shipped registry); router: raw tags, the router splits."""
+    """backend: trtllm's parsers split (the shipped registry); router: raw tags, the router splits;
+    vllm, llamacpp: those engines' fakes and parsers; llamacpp-tags: llama.cpp without a parser."""
     tmp = tmp_path_factory.mktemp(request.param)
-    if request.param == "backend":
-        qwen_args, nemo_args = ["--reasoning-parser", "qwen3"], ["--reasoning-parser", "nano-v3"]
-        registry = None
-    else:
-        qwen_args = nemo_args = []
-        registry = write_registry(tmp, {
-            QWEN: {"reasoning": {"mode": "tags"}, "serve": {"reasoning_parser": None}},
-            NEMOTRON: {"reasoning": {"mode": "tags_at_start"}, "serve": {"reasoning_parser": None}},
-        })
-    qwen = FakeBackend(free_port(), QWEN, ["--think-style", "qwen3", *qwen_args]).start()
-    nemo = FakeBackend(free_port(), NEMOTRON, ["--think-style", "nemotron", *nemo_args]).start()
+    engine, qwen_args, nemo_args, changes = ENGINES[request.param]
+    registry = write_registry(tmp, changes) if changes else None
+    qwen = FakeBackend(free_port(), QWEN, ["--think-style", "qwen3", *qwen_args], engine=engine).start()
+    nemo = FakeBackend(free_port(), NEMOTRON, ["--think-style", "nemotron", *nemo_args], engine=engine).start()
     r = start_router(tmp / "router", {"qwen": [qwen.addr], "nemotron": [nemo.addr]}, registry=registry)
+    r.engine = engine
     try:
         wait_for(lambda: r.health()["status"] == "ready", "both ready", 20, r.proc)
         yield r, {"qwen": qwen, "nemotron": nemo}
@@ -146,7 +169,10 @@ def test_request_hygiene_keeps_openai_clients_working(stack):
                                               temperature=0.2, store=False)
     assert resp.choices[0].message.content == ANSWER
     sent = json.loads(fakes["qwen"].requests()[-1]["body"])
-    assert "parallel_tool_calls" not in sent and "store" not in sent
+    if r.engine == "trtllm":   # rejects them; vLLM and llama.cpp ignore what they do not know
+        assert "parallel_tool_calls" not in sent and "store" not in sent
+    else:
+        assert sent["parallel_tool_calls"] is False and sent["store"] is False
     assert sent["tool_choice"] == "auto"
     assert sent["messages"][1] == {"role": "assistant", "content": "hello"}
     assert sent["temperature"] == 0.2   # the client's value wins
@@ -204,9 +230,10 @@ def test_a_rewritten_body_keeps_every_other_byte(stack):
     resp = r.post("/v1/chat/completions", content=raw.encode(), headers={"Content-Type": "application/json"})
     assert resp.status_code == 200, resp.text
     sent = fakes["nemotron"].requests()[-1]["body"]
+    kept = "" if r.engine == "trtllm" else ',"parallel_tool_calls":true'
     assert sent == ('{"model":"' + NEMOTRON + '","messages":[{"role":"user","content":"caf\u00e9 \u65e5\u672c"}],'
-                    '"logit_bias":{},"stop":[],"seed":12345678901234567890,"temperature":0.30000000000000004,'
-                    '"chat_template_kwargs":{"enable_thinking":false},"top_p":1}')
+                    '"logit_bias":{},"stop":[],"seed":12345678901234567890,"temperature":0.30000000000000004'
+                    + kept + ',"chat_template_kwargs":{"enable_thinking":false},"top_p":1}')
 
 
 @pytest.mark.parametrize("fields,param", [

@@ -125,8 +125,11 @@ def test_wrong_method_is_405_with_allow(stack):
 
 def test_unknown_path_is_404_in_the_openai_shape(stack):
     r, *_ = stack
-    resp = r.get("/v1/embeddings")
+    resp = r.get("/v1/audio/speech")
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "unknown_url"
+    # /v1/embeddings exists (routed to embeddings models): a GET is the wrong method, not a wrong URL.
+    resp = r.get("/v1/embeddings")
+    assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
 
 
 def test_a_backend_400_reaches_the_client_in_the_openai_shape(stack):

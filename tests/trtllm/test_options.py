@@ -16,7 +16,7 @@ from trtllm.launch import KNOBS, LaunchError, effective_options
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
 ALLOWED = yaml.safe_load((REPO / "trtllm" / "allowed_options.yaml").read_text())
-MODELS = list(REGISTRY.models.values())
+MODELS = [m for m in REGISTRY.models.values() if m.serve.engine == "trtllm"]
 ALL_KNOBS = {"KV_CACHE_FRACTION": "0.5", "KV_CACHE_MAX_TOKENS": "65536", "MAX_SEQ_LEN": "16384", "MAX_BATCH_SIZE": "8"}
 
 

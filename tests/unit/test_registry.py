@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,33 @@ def test_admission_limits_can_be_set_or_turned_off_per_model():
     data["models"][QWEN]["admission"] = {"queue_timeout_s": 0}
     with pytest.raises(RegistryError, match="admission.queue_timeout_s"):
         parse_registry(data)
+# --- engines (issue 16) ---------------------------------------------------------------------
+
+def _shipped() -> dict:
+    return yaml.safe_load(DEFAULT_REGISTRY.read_text())
+
+
+@pytest.mark.parametrize("change,where", [
+    (lambda d: d["models"][QWEN]["serve"].update(engine="vllm"), "backend: only for engine trtllm"),
+    (lambda d: d["models"]["Qwen/Qwen3-8B-GGUF"]["serve"].update(config="trtllm/x.yaml"), "llama-server reads no config"),
+    (lambda d: d["models"]["Qwen/Qwen3-Embedding-0.6B-GGUF"].update(reasoning={"mode": "tags"}), "does not generate text"),
+    (lambda d: d["profiles"].update(x=["nemotron@sglang"]), "has no engine variant 'sglang'"),
+    (lambda d: d["models"][QWEN]["serve"].update(engine="tgi"), "serve.engine"),
+])
+def test_engine_mistakes_are_refused_naming_the_field(change, where):
+    data = _shipped()
+    change(data)
+    with pytest.raises(RegistryError, match=re.escape(where)):
+        parse_registry(data)
+
+
+def test_an_engine_variant_serves_the_same_model_with_its_engine_facts():
+    from configs.registry import ENGINES
+
+    reg = load_registry()
+    base = reg.find("nemotron")
+    vllm = reg.deployment("nemotron@vllm")
+    assert (vllm.id, vllm.reasoning, vllm.aliases) == (base.id, base.reasoning, base.aliases)
+    assert vllm.serve.engine == "vllm" and vllm.upstreams == ("nemotron-vllm:8000",)
+    assert vllm.request.drop == ENGINES["vllm"].drop == () and base.request.drop == ENGINES["trtllm"].drop
+    assert vllm.engine.generate_probe is None and base.engine.generate_probe == "/health_generate"
