@@ -17,7 +17,8 @@ THOUGHT = REASONING + "\n"
 
 # Per engine: each fake's flags, and the registry entry that serves the two models with it.
 def on_engine(engine: str, qwen_parser: str | None, nemo_parser: str | None, modes=("backend", "backend")) -> dict:
-    serve = {"engine": engine, "backend": None, "config": None if engine == "llamacpp" else "vllm/x.yaml"}
+    config = None if engine == "llamacpp" else "vllm/nemotron-3-nano-30b-a3b-nvfp4.yaml"   # read for max-num-seqs
+    serve = {"engine": engine, "backend": None, "config": config}
     return {QWEN: {"serve": {**serve, "reasoning_parser": qwen_parser}, "reasoning": {"mode": modes[0]}},
             NEMOTRON: {"serve": {**serve, "reasoning_parser": nemo_parser}, "reasoning": {"mode": modes[1]},
                        "engine_variants": NO_VARIANT_PARSER if nemo_parser is None else {}}}
