@@ -4,11 +4,13 @@ test_reasoning.py.)"""
 
 from __future__ import annotations
 
+import anthropic
 import httpx
 import openai
 import pytest
 
 from tests.conftest import NEMOTRON, FakeBackend, finish_router, free_port, start_router, wait_for, write_registry
+from tests.fakes.trtllm_serve import REASONING
 
 GGUF = "Qwen/Qwen3-8B-GGUF"
 EMBED = "Qwen/Qwen3-Embedding-0.6B-GGUF"
@@ -140,3 +142,25 @@ def test_rerank_is_routed_by_model_to_an_engine_that_serves_it(mixed):
     assert body["model"] == RERANK and len(body["results"]) == 2
     scores = [x["relevance_score"] for x in body["results"]]
     assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("engine,model,name,flags", [
+    ("vllm", NEMOTRON, "nemotron@vllm", ["--think-style", "nemotron", "--reasoning-parser", "nano_v3"]),
+    ("llamacpp", GGUF, "qwen3-8b", ["--think-style", "qwen3", "--reasoning-format", "deepseek"])])
+def test_anthropic_clients_get_thinking_and_text_from_every_engine(fake_backend, router, engine, model, name, flags):
+    """/v1/messages is translated for vLLM's `reasoning` and llama.cpp's `reasoning_content` alike."""
+    fake = fake_backend(model, engine=engine, args=flags)
+    r = router({name: [fake.addr]})
+    r.wait_state(model, "ready")
+    client = anthropic.Anthropic(base_url=r.url, api_key="any", max_retries=0, timeout=30)
+    ask = {"model": model, "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+           "messages": [{"role": "user", "content": "hi"}]}
+    whole = client.messages.create(**ask)
+    assert [b.type for b in whole.content] == ["thinking", "text"], whole.content
+    assert whole.content[0].thinking.strip() == REASONING and whole.content[1].text.strip()
+    with client.messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    assert [b.type for b in streamed.content] == ["thinking", "text"]
+    assert streamed.content[1].text == whole.content[1].text
+    quiet = client.messages.create(**{**ask, "thinking": {"type": "disabled"}})
+    assert [b.type for b in quiet.content] == ["text"]
