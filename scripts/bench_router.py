@@ -4,6 +4,8 @@ Usage:
     python scripts/bench_router.py                     # prints markdown tables
     python scripts/bench_router.py --rounds 5 --duration 3 --out results/bench_router.json
     python scripts/bench_router.py --metrics-ab 5      # metrics on / access log off / metrics off only
+    python scripts/bench_router.py --messages-ab 5     # a chat completion vs the same as /v1/messages
+    python scripts/bench_router.py --keys-ab 5         # keys + admission / admission only / neither
     python scripts/bench_router.py --status-ab 5 --poll-interval 2 0.1   # with the status page polling
 
 Everything runs on loopback. The backend is nginx itself (not Python), so the numbers show
@@ -52,6 +54,7 @@ import httpx
 
 from configs.registry import load_registry
 from configs.render import dumps, router_config
+from scripts import keys as keytool
 from scripts.run_router import DEBIAN_LUA_MODULES, DEBIAN_MODULES, find_nginx, make_prefix
 
 MODEL = "qwen"
@@ -206,6 +209,22 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Bench-Stream"] = "1"
 wrk.body = '{"model":"%s","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}'
 """ % MODEL
+
+# --messages-ab: one script for both APIs (wrk sets wrk.path from the URL before it runs this),
+# the same question as WRK_SCRIPT / WRK_STREAM_SCRIPT asked through /v1/messages.
+WRK_API_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local stream = os.getenv("BENCH_STREAM") == "1"
+if stream then wrk.headers["X-Bench-Stream"] = "1" end
+if string.find(wrk.path, "/v1/messages", 1, true) then
+    wrk.body = stream and '{"model":"%(m)s","max_tokens":2048,"stream":true,"thinking":{"type":"enabled","budget_tokens":1024},"messages":[{"role":"user","content":"hi"}]}'
+        or '{"model":"%(m)s","max_tokens":8,"messages":[{"role":"user","content":"Say hello in one word."}]}'
+else
+    wrk.body = stream and '{"model":"%(m)s","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}'
+        or '{"model":"%(m)s","messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":8}'
+end
+""" % {"m": MODEL}
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -572,6 +591,8 @@ def ratios(report: Report) -> list[str]:
         if not name.startswith("router"):
             continue
         plain, minimal = by.get((kind, "plain-nginx", c)), by.get((kind, "minimal-lua", c))
+        if not (plain or minimal):
+            continue   # an A/B mode without the anchors: the table says it all
         parts = [f"{kind}, c={c}: {name}"]
         if plain:
             parts.append(f"{t.req_per_s / plain.req_per_s:.2f}x plain nginx's req/s, CPU/req "
@@ -642,6 +663,14 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--callgrind-variants", type=int, default=4, choices=[2, 3, 4],
                         help="router variants under --callgrind: registry entry, think splitting, access log off, "
                              "metrics off (default: all 4)")
+    parser.add_argument("--keys-ab", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the routing-only router with API keys (every limit set, never reached) "
+                             "and admission control, with admission only (the shipped default), and with neither: "
+                             "ROUNDS interleaved wrk runs (default: 0)")
+    parser.add_argument("--messages-ab", type=int, default=0, metavar="ROUNDS",
+                        help="only compare the same question as a chat completion and as an Anthropic Messages "
+                             "request (translated both ways), whole and streamed: ROUNDS interleaved wrk runs "
+                             "(default: 0)")
     parser.add_argument("--metrics-ab", type=int, default=0, metavar="ROUNDS",
                         help="only compare the router with metrics on, access log off and metrics off: ROUNDS "
                              "interleaved wrk runs of each at each --concurrency (default: 0, the full benchmark)")
@@ -674,12 +703,14 @@ def main(args: argparse.Namespace) -> int:
         upstream = {model_id: [f"127.0.0.1:{bport}"]}
 
         def router_with(name: str, env: dict[str, str] | None = None, nginx_dir: Path | None = None,
-                        **reasoning) -> Target:
-            """A router whose bench model has its registry reasoning settings changed; with
-            nginx_dir, running that tree's conf and Lua (an older commit, for before/after)."""
+                        admission: dict | None = None, **reasoning) -> Target:
+            """A router whose bench model has its registry reasoning (and admission) settings
+            changed; with nginx_dir, running that tree's conf and Lua (an older commit, for
+            before/after)."""
             cfg = router_config(reg, upstream)
             for m in cfg["models"]:
                 m["reasoning"] = {**m["reasoning"], **reasoning}
+                m["admission"] = {**m["admission"], **(admission or {})}
             port = free_port()
             make_prefix(tmp / name, dumps(cfg), "127.0.0.1", port, needs_modules)
             if nginx_dir is not None:
@@ -724,6 +755,39 @@ def main(args: argparse.Namespace) -> int:
                 during[t.name] = lambda interval=interval: StatusPoller(routing.url, interval)
             report.throughput = interleaved(ab, "chat", "/v1/chat/completions", args.concurrency, args.status_ab,
                                             args.duration, script, during=during)
+            report.notes["loadavg_end"] = os.getloadavg()
+            return finish(report, args)
+        if args.keys_ab:
+            secret = keytool.new_key()
+            keytool.save(tmp / "keys.yaml", [keytool.Key("bench", keytool.hash_key(secret), None, rpm=10**9,
+                                                         tpm=10**12, max_concurrent=10**6)])
+            plain = {"mode": "none", "sampling_thinking": unset, "sampling_non_thinking": unset}
+            keyed = router_with("router-keys", {"ROUTER_KEYS_FILE": str(tmp / "keys.yaml")}, **plain)
+            bare = router_with("router-open", admission={"max_in_flight": 0}, **plain)
+            for t in (keyed, bare):
+                wait_http(t.url + "/livez", next(p for p in procs if p.pid == t.pid))
+            keyed.name, bare.name = "router (keys + admission)", "router (no keys, no admission)"
+            adm = Target("router (admission only)", routing.url, routing.pid)
+            key_script = tmp / "post-key.lua"
+            key_script.write_text(WRK_SCRIPT + 'wrk.headers["Authorization"] = "Bearer %s"\n' % secret)
+            report.throughput = interleaved([keyed, adm, bare], "chat", "/v1/chat/completions", args.concurrency,
+                                            args.keys_ab, args.duration, key_script)
+            report.notes["loadavg_end"] = os.getloadavg()
+            return finish(report, args)
+        if args.messages_ab:
+            api_script = tmp / "api.lua"
+            api_script.write_text(WRK_API_SCRIPT)
+            pairs = [Target(f"{shipped.name}: {api}", shipped.url + path, shipped.pid)
+                     for api, path in (("chat", "/v1/chat/completions"), ("messages", "/v1/messages"))]
+            report.throughput = interleaved(pairs, "chat", "", args.concurrency, args.messages_ab, args.duration,
+                                            api_script)
+            os.environ["BENCH_STREAM"] = "1"
+            try:
+                stream_pairs = [Target(t.name, t.url + "?fast=1&parsed=1", t.pid) for t in pairs]
+                report.throughput += interleaved(stream_pairs, "stream parsed", "", args.concurrency,
+                                                 args.messages_ab, args.duration, api_script, args.events + 3)
+            finally:
+                del os.environ["BENCH_STREAM"]
             report.notes["loadavg_end"] = os.getloadavg()
             return finish(report, args)
         if args.metrics_ab:
