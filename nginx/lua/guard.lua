@@ -214,14 +214,20 @@ function _M.log(rc)
     end
 end
 
--- GET /metrics with keys on: from this host (ROUTER_METRICS_FROM=loopback), from anywhere
--- (any), or only with a key that has `metrics: true` (keys; always enough).
-function _M.metrics_allowed()
+-- Keys off, ROUTER_METRICS_FROM=any, or (loopback, the default) a request from this host:
+-- /metrics and /status answer without a key.
+local function open_without_key()
     if not keys.enabled() or metrics_from == "any" then
         return true
     end
     local addr = ngx_var.remote_addr
-    if metrics_from == "loopback" and (addr == "::1" or sub(addr or "", 1, 4) == "127.") then
+    return metrics_from == "loopback" and (addr == "::1" or sub(addr or "", 1, 4) == "127.")
+end
+
+-- GET /metrics with keys on: from this host (ROUTER_METRICS_FROM=loopback), from anywhere
+-- (any), or only with a key that has `metrics: true` (keys; always enough).
+function _M.metrics_allowed()
+    if open_without_key() then
         return true
     end
     local entry = keys.lookup(keys.extract(ngx_var.http_authorization, ngx_var.http_x_api_key))
@@ -241,14 +247,7 @@ end
 -- GET /status (the status page's data: per-model load and recent requests with key names)
 -- with keys on: as /metrics from this host, else any valid key (the page sends its own).
 function _M.status_allowed()
-    if not keys.enabled() or metrics_from == "any" then
-        return true
-    end
-    local addr = ngx_var.remote_addr
-    if metrics_from == "loopback" and (addr == "::1" or sub(addr or "", 1, 4) == "127.") then
-        return true
-    end
-    return _M.authenticate() ~= nil
+    return open_without_key() or _M.authenticate() ~= nil
 end
 
 function _M.queue_depth(model_id)
