@@ -137,12 +137,16 @@ function _M.probes(reg)
     return out
 end
 
-function _M.deployed_names(reg)
+-- The deployed models' ids for an error message; `visible(model)`, when given, keeps only
+-- those a scoped API key may see (an error must not list the others).
+function _M.deployed_names(reg, visible)
     local out = {}
     for _, model in ipairs(reg.deployed) do
-        out[#out + 1] = model.id
+        if not visible or visible(model) then
+            out[#out + 1] = model.id
+        end
     end
-    return concat(out, ", ")
+    return #out > 0 and concat(out, ", ") or "(none)"
 end
 
 -- /v1/models entries for one deployed model: the model itself (a human `name`, which Open WebUI

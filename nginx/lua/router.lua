@@ -185,24 +185,25 @@ local function read_json_body()
 end
 
 -- The deployed model `name` routes to and the variant it names (or nil), or nil after an
--- error was sent.
-local function resolve_model(name)
+-- error was sent. `key` (guard.authenticate's entry) limits the models an error lists.
+local function resolve_model(name, key)
     if name == nil or name == cjson.null then
         return send_error(400, "You must provide a model parameter", nil, "model", "missing_model")
     end
     if type(name) ~= "string" or name == "" then
         return send_error(400, "'model' must be a non-empty string", nil, "model", "invalid_model")
     end
+    local visible = key and function(m) return guard.visible(key, m) end
     local model, why, variant = registry.resolve(reg, name)
     if not model then
         local msg = why == "ambiguous"
             and ("The model '" .. echo(name) .. "' matches several models; use an exact id. Available models: ")
             or ("The model '" .. echo(name) .. "' does not exist. Available models: ")
-        return send_error(404, msg .. registry.deployed_names(reg), nil, "model", "model_not_found")
+        return send_error(404, msg .. registry.deployed_names(reg, visible), nil, "model", "model_not_found")
     end
     if not model.deployed then
         return send_error(404, "The model '" .. model.id .. "' is not deployed here (this profile serves: "
-            .. registry.deployed_names(reg) .. ")", nil, "model", "model_not_deployed")
+            .. registry.deployed_names(reg, visible) .. ")", nil, "model", "model_not_deployed")
     end
     return model, variant
 end
@@ -315,7 +316,7 @@ function _M.access()
         return
     end
     local name = req.model
-    local model, variant = resolve_model(name)
+    local model, variant = resolve_model(name, rc.key)
     if not model then
         return
     end

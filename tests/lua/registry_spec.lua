@@ -31,6 +31,7 @@ describe("registry", function()
         assert.equal(1, #one.deployed)
         assert.is_false(registry.resolve(one, "qwen").deployed)
         assert.equal("nvidia/Nemotron", registry.deployed_names(one))
+        assert.equal("(none)", registry.deployed_names(one, function() return false end))
     end)
 
     it("rejects a deployed name that is not in the registry", function()

@@ -138,6 +138,15 @@ def test_a_key_sees_and_uses_only_the_models_in_its_scope(keyed):
     ids = [m.id for m in client(r, secrets["globs"]).models.list().data]
     assert ids[0] == NEMOTRON and not any("qwen" in i.lower() for i in ids)
     assert {QWEN, NEMOTRON} <= {m.id for m in client(r, secrets["everything"]).models.list().data}
+    # A name that matches nothing: the error lists only the models this key may use.
+    for call in (lambda c: c.chat.completions.create(model="gpt-4o", messages=MSG),
+                 lambda c: c.models.retrieve("gpt-4o")):
+        with pytest.raises(openai.NotFoundError) as e:
+            call(c)
+        assert QWEN in error_of(e.value)["message"] and NEMOTRON not in error_of(e.value)["message"]
+        with pytest.raises(openai.NotFoundError) as e:
+            call(client(r, secrets["everything"]))
+        assert QWEN in error_of(e.value)["message"] and NEMOTRON in error_of(e.value)["message"]
 
 
 def test_over_rpm_is_a_429_rate_limit_exceeded_with_retry_after_and_openai_headers(keyed):
