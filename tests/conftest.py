@@ -176,6 +176,28 @@ def write_registry(tmp_path: Path, models: dict | None = None, name: str = "mode
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openai_response_models_built():
+    """Builds the openai SDK's response models once, in the main thread, before any test parses
+    answers in threads. pydantic completes some of them lazily on first use, and two threads
+    doing that at once can fail with "BaseModel cannot be instantiated directly" (seen in
+    test_admission on a fresh clone; reproduced with 8 threads constructing a ChatCompletion:
+    7 of 25 fresh interpreters failed cold, 0 of 25 after one construction first)."""
+    from openai._models import construct_type
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    message = {"role": "assistant", "content": "hi", "reasoning_content": None, "tool_calls": []}
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    common = {"id": "warm", "created": 1, "model": "m", "usage": usage}
+    construct_type(type_=ChatCompletion, value={**common, "object": "chat.completion", "choices": [
+        {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop", "stop_reason": None}]})
+    construct_type(type_=ChatCompletionChunk, value={**common, "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"content": "hi", "reasoning_content": ""}, "logprobs": None, "finish_reason": None}]})
+    construct_type(type_=Completion, value={**common, "object": "text_completion", "choices": [
+        {"index": 0, "text": "hi", "logprobs": None, "finish_reason": "stop"}]})
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
