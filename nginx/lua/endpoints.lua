@@ -104,6 +104,7 @@ function _M.health()
         all_ready = all_ready and state == "ready"
         models[model.id] = { state = state, upstreams = details }
     end
+    all_ready = all_ready and not reg.discovering   -- ROUTER_MODELS empty: not probed yet
     return send_json(all_ready and 200 or 503, { status = all_ready and "ready" or "not_ready", models = models })
 end
 

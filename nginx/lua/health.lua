@@ -74,6 +74,24 @@ local function set_state(addr, state, why)
     end
 end
 
+-- Discovery (registry.discover): an address whose host resolved once stays present, so a
+-- stopped or restarting container is "down", not "not deployed". p_gen counts changes; "round"
+-- is set once every address has been probed (before it, absence proves nothing yet).
+local function mark_present(addr)
+    if dict:add("p:" .. addr, true) then
+        dict:incr("p_gen", 1, 0)
+    end
+end
+
+function _M.present(addr)
+    return dict:get("p:" .. addr) == true
+end
+
+-- The change counter and whether a whole probe round is done.
+function _M.presence()
+    return dict:get("p_gen") or 0, dict:get("round") == true
+end
+
 -- Passive marking: a request could not connect, so take the peer out until the next probe.
 function _M.mark_down(addr, why)
     set_state(addr, "down", why)
@@ -133,6 +151,7 @@ local function probe(addr, cfg, gen_path)
         return set_state(addr, ever and "down" or "starting", err)
     end
     dict:set("ip:" .. addr, ip)
+    mark_present(addr)
 
     local status
     status, err = http_status(ip, port, host, "/health", cfg.timeout_s or 1)
@@ -186,6 +205,7 @@ function _M.probe_all(addrs, cfg, probes)
     for _, th in ipairs(threads) do
         ngx.thread.wait(th)
     end
+    dict:set("round", true)
 end
 
 -- Every worker runs the timer; the one that wins the lock probes this round.

@@ -10,7 +10,21 @@ local function fail(msg)
     return nil, "registry: " .. msg
 end
 
--- data: the decoded registry.json; deployed: list of ids/aliases, or nil for "as the file says".
+-- The fields an engine variant replaces (registry.json engine_variants).
+local function serving(m)
+    return { engine = m.engine or "trtllm", upstreams = m.upstreams, request = m.request or {},
+             generate_probe = type(m.generate_probe) == "string" and m.generate_probe or nil }
+end
+
+local function serve_with(model, s)
+    model.engine, model.upstreams, model.request, model.generate_probe = s.engine, s.upstreams, s.request,
+        s.generate_probe
+    model.ports = s.ports or model.ports
+end
+
+-- data: the decoded registry.json; deployed: list of ids/aliases ("<id>@<variant>" for an
+-- engine variant), or nil for "as the file says". When neither names any, the deployment is
+-- discovered (one router for every compose profile): see _M.discover.
 function _M.new(data, deployed)
     if type(data) ~= "table" or type(data.models) ~= "table" then
         return fail("'models' list missing")
@@ -62,8 +76,21 @@ function _M.new(data, deployed)
     end
 
     deployed = deployed or data.deployed
+    reg.discover = deployed == nil
     for _, model in ipairs(reg.models) do
-        model.deployed = deployed == nil
+        model.deployed = false
+        if reg.discover then
+            -- The registry's own serving first, then each engine variant in name order.
+            model.candidates = { serving(model) }
+            local names = {}
+            for name in pairs(model.engine_variants) do
+                names[#names + 1] = name
+            end
+            table.sort(names)
+            for _, name in ipairs(names) do
+                model.candidates[#model.candidates + 1] = serving(model.engine_variants[name])
+            end
+        end
     end
     if deployed then
         for _, ref in ipairs(deployed) do
@@ -79,8 +106,7 @@ function _M.new(data, deployed)
                 if type(v) ~= "table" then
                     return fail("model '" .. model.id .. "' has no engine variant '" .. variant .. "'")
                 end
-                model.engine, model.upstreams, model.request = v.engine, v.upstreams, v.request
-                model.generate_probe = type(v.generate_probe) == "string" and v.generate_probe or nil
+                serve_with(model, serving(v))
             end
             model.deployed = true
         end
@@ -92,6 +118,31 @@ function _M.new(data, deployed)
         end
     end
     return reg
+end
+
+-- Discovery: compose starts only the services of the profiles given, and a service's name
+-- resolves on the compose network only while it exists. So a model is deployed once the host
+-- of one of its candidates (its own serving, then its engine variants) has resolved, and served
+-- by the first such candidate; a model none of whose hosts ever resolved is "not deployed"
+-- (404), not "starting" (503). present(addr) -> boolean: the host of addr has resolved.
+function _M.discover(reg, present)
+    reg.deployed = {}
+    for _, model in ipairs(reg.models) do
+        model.deployed = false
+        for _, c in ipairs(model.candidates or {}) do
+            for _, addr in ipairs(c.upstreams) do
+                if present(addr) then
+                    model.deployed = true
+                    break
+                end
+            end
+            if model.deployed then
+                serve_with(model, c)
+                reg.deployed[#reg.deployed + 1] = model
+                break
+            end
+        end
+    end
 end
 
 -- Exact id, alias or variant first (case-insensitive), then the substring rules; a name
@@ -125,12 +176,15 @@ end
 
 -- addr -> the generation probe path of the engine behind it (false: the engine has none).
 -- An address shared by two models with different engines is a registry mistake; the first wins.
+-- In discovery every candidate's address is probed: probing resolves its host.
 function _M.probes(reg)
     local out = {}
-    for _, model in ipairs(reg.deployed) do
-        for _, addr in ipairs(model.upstreams) do
-            if out[addr] == nil then
-                out[addr] = model.generate_probe or false
+    for _, model in ipairs(reg.discover and reg.models or reg.deployed) do
+        for _, s in ipairs(model.candidates or { model }) do
+            for _, addr in ipairs(s.upstreams) do
+                if out[addr] == nil then
+                    out[addr] = s.generate_probe or false
+                end
             end
         end
     end

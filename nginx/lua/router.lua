@@ -135,8 +135,24 @@ function _M.init_worker()
     guard.init_worker()
 end
 
+-- Discovery (ROUTER_MODELS empty): this worker's view of what is deployed follows the health
+-- timer's findings (registry.discover), re-read only when they changed.
+local seen_gen, seen_round
+local function refresh_deployment()
+    if not reg.discover then
+        return
+    end
+    local gen, round = health.presence()
+    if gen ~= seen_gen or round ~= seen_round then
+        seen_gen, seen_round = gen, round
+        registry.discover(reg, health.present)
+        reg.discovering = not round
+    end
+end
+
 -- rewrite, every request (nginx/conf/router.conf). `to`: the named location that serves it.
 function _M.read_body(to)
+    refresh_deployment()
     ngx_req.read_body()
     if to then
         return ngx.exec(to)
@@ -201,7 +217,8 @@ local function resolve_model(name, key)
             or ("The model '" .. echo(name) .. "' does not exist. Available models: ")
         return send_error(404, msg .. registry.deployed_names(reg, visible), nil, "model", "model_not_found")
     end
-    if not model.deployed then
+    -- Discovery before the first probe round: it may well be starting (503 below, not 404).
+    if not model.deployed and not reg.discovering then
         return send_error(404, "The model '" .. model.id .. "' is not deployed here (this profile serves: "
             .. registry.deployed_names(reg, visible) .. ")", nil, "model", "model_not_deployed")
     end

@@ -20,22 +20,30 @@ local rr = 0   -- round-robin counter, per worker
 function _M.configure(reg)
     for _, model in ipairs(reg.models) do
         local key_env = model.backend_key_env
-        if key_env and model.deployed then
+        if key_env and (model.deployed or reg.discover) then
             -- init runs in the master, whose environment is still whole (no `env` line needed).
             local key = os.getenv(key_env)
-            if not key or key == "" then
+            if key and key ~= "" then
+                model.backend_auth = "Bearer " .. key
+            elseif model.deployed then
                 return nil, "model " .. model.id .. ": backend_key_env " .. key_env .. " is not set"
+            else
+                -- Discovery: the model may not run in this profile; say it once, at start.
+                log(ngx.WARN, LOG, "model ", model.id, ": backend_key_env ", key_env,
+                    " is not set; its backend gets no Authorization if it is deployed")
             end
-            model.backend_auth = "Bearer " .. key
         end
-        model.ports = {}
-        for i, addr in ipairs(model.upstreams) do
-            local host, port = health.split(addr)
-            if not host then
-                return nil, "model " .. model.id .. ": upstream '" .. addr .. "' is not HOST:PORT"
+        for _, s in ipairs(model.candidates or { model }) do
+            s.ports = {}
+            for i, addr in ipairs(s.upstreams) do
+                local host, port = health.split(addr)
+                if not host then
+                    return nil, "model " .. model.id .. ": upstream '" .. addr .. "' is not HOST:PORT"
+                end
+                s.ports[i] = port
             end
-            model.ports[i] = port
         end
+        model.ports = model.ports or (model.candidates and model.candidates[1].ports)
     end
     return true
 end

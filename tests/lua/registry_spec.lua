@@ -24,14 +24,44 @@ describe("registry", function()
         assert.same({ nil, "ambiguous" }, { registry.resolve(reg, "qwen-nemotron-merge") })
     end)
 
-    it("deploys everything by default, or only what it is told", function()
+    it("discovers the deployment by default, or deploys only what it is told", function()
         local all = assert(registry.new(DATA))
+        assert.is_true(all.discover)
+        assert.equal(0, #all.deployed)
+        registry.discover(all, function() return true end)
         assert.equal(2, #all.deployed)
         local one = assert(registry.new(DATA, { "nemotron" }))
+        assert.is_false(one.discover)
         assert.equal(1, #one.deployed)
         assert.is_false(registry.resolve(one, "qwen").deployed)
         assert.equal("nvidia/Nemotron", registry.deployed_names(one))
         assert.equal("(none)", registry.deployed_names(one, function() return false end))
+    end)
+
+    it("deploys in discovery the models whose hosts resolved, on the first candidate that did", function()
+        local data = { models = {
+            { id = "q", upstreams = { "q:8000" }, engine = "trtllm", generate_probe = "/health_generate" },
+            { id = "n", upstreams = { "n:8000" }, engine = "trtllm", generate_probe = "/health_generate",
+              engine_variants = { vllm = { engine = "vllm", upstreams = { "n-vllm:8000" }, request = { drop = {} } } } },
+            { id = "absent", upstreams = { "absent:8000" } },
+        } }
+        local reg = assert(registry.new(data))
+        -- Every candidate address is probed (probing is what resolves it), with its engine's probe.
+        assert.same({ ["q:8000"] = "/health_generate", ["n:8000"] = "/health_generate", ["n-vllm:8000"] = false,
+                      ["absent:8000"] = false }, registry.probes(reg))
+        local present = { ["q:8000"] = true, ["n-vllm:8000"] = true }
+        registry.discover(reg, function(addr) return present[addr] == true end)
+        assert.equal("q, n", registry.deployed_names(reg))
+        local n = registry.resolve(reg, "n")
+        assert.equal("vllm", n.engine)
+        assert.same({ "n-vllm:8000" }, n.upstreams)
+        assert.is_nil(n.generate_probe)
+        assert.is_false(registry.resolve(reg, "absent").deployed)
+        -- A later finding is taken in: the registry's own serving wins when it runs too.
+        present["n:8000"] = true
+        registry.discover(reg, function(addr) return present[addr] == true end)
+        assert.equal("trtllm", registry.resolve(reg, "n").engine)
+        assert.same({ "n:8000" }, registry.resolve(reg, "n").upstreams)
     end)
 
     it("rejects a deployed name that is not in the registry", function()

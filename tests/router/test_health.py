@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import NEMOTRON, QWEN, free_port, wait_for, write_registry
+from tests.fakes.dns import FakeDNS
 
 CONNECT_FAILED = r"connect\(\) failed|upstream prematurely closed|recv\(\) failed"
 
@@ -204,43 +205,6 @@ def test_a_backend_dying_mid_stream_ends_the_client_stream_with_an_error(fake_ba
                 got.append(line)
     assert "data: [DONE]" not in got
     assert sum(1 for ln in got if ln.startswith("data: ")) == 3
-
-
-class FakeDNS:
-    """A one-name UDP DNS server on loopback: NAME -> 127.0.0.1."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.queries = 0
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self) -> None:
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(512)
-            except OSError:
-                return
-            self.queries += 1
-            qid = data[:2]
-            qend = data.index(b"\0", 12) + 5
-            labels, i = [], 12
-            while data[i]:
-                labels.append(data[i + 1:i + 1 + data[i]].decode())
-                i += 1 + data[i]
-            found = ".".join(labels) == self.name
-            flags = 0x8180 if found else 0x8183
-            header = qid + struct.pack(">HHHHH", flags, 1, 1 if found else 0, 0, 0)
-            answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 30, 4) + bytes([127, 0, 0, 1]) if found else b""
-            try:
-                self.sock.sendto(header + data[12:qend] + answer, peer)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def test_upstreams_given_by_host_name_are_resolved_through_dns(fake_backend, router):
