@@ -71,6 +71,29 @@ ENGINES: dict[str, Engine] = {
 }
 
 
+# What `.env` can tune per deployment, by engine: knob -> (what it sets, default). The compose
+# service reads each as ${<SERVICE>_<KNOB>:-default} (configs/render.py writes compose.models.yml
+# and the knob block of .env.example from this); a registry entry's serve.knobs overrides a
+# default. Empty: the serve config's own value (trtllm/launch.py, vllm/serve.sh lay knobs over it).
+ENGINE_KNOBS: dict[str, dict[str, tuple[str, str]]] = {
+    "trtllm": {
+        "KV_CACHE_MAX_TOKENS": ("KV cache cap in tokens (kv_cache_config.max_tokens)", ""),
+        "KV_CACHE_FRACTION": ("fraction of memory free after loading the KV cache may take; the smaller "
+                              "limit wins", ""),
+        "MAX_SEQ_LEN": ("longest request, prompt + output (max_seq_len)", ""),
+        "MAX_BATCH_SIZE": ("concurrent sequences (max_batch_size)", ""),
+    },
+    "vllm": {
+        "GPU_MEMORY_UTILIZATION": ("fraction of the GPU's TOTAL memory vLLM takes (--gpu-memory-utilization)", ""),
+        "MAX_MODEL_LEN": ("longest request, prompt + output (--max-model-len)", ""),
+    },
+    "llamacpp": {
+        "CTX_SIZE": ("context shared by all slots (--ctx-size; 0 = the model's training context)", "0"),
+        "PARALLEL": ("server slots (--parallel; -1 = auto, 4 slots on one unified KV cache)", "-1"),
+    },
+}
+
+
 class ServeRecipe(_Strict):
     """How one server container serves the model (compose and the engine's folder derive from it)."""
 
@@ -92,15 +115,33 @@ class ServeRecipe(_Strict):
     tool_parser: str | None = None
     trust_remote_code: bool = False
     env: dict[str, str] = Field(default_factory=dict)
+    reasoning_parser_plugin: str | None = Field(
+        None, description="vllm: a file of the checkpoint's repo that registers reasoning_parser "
+        "(--reasoning-parser-plugin; vllm/serve.sh finds it in the HF cache)")
+    pooling: Literal["none", "mean", "cls", "last", "rank"] | None = Field(
+        None, description="llamacpp embeddings: --pooling, as the model card says")
+    knobs: dict[str, str] = Field(
+        default_factory=dict, description="defaults of this deployment's .env knobs (ENGINE_KNOBS), e.g. "
+        "KV_CACHE_MAX_TOKENS; unset ones keep the engine's default; another engine's are ignored")
 
     @model_validator(mode="after")
     def _fits_the_engine(self) -> "ServeRecipe":
+        if self.reasoning_parser_plugin and self.engine != "vllm":
+            raise ValueError(f"reasoning_parser_plugin: only for engine vllm, not {self.engine}")
+        if self.pooling and self.engine != "llamacpp":
+            raise ValueError(f"pooling: only for engine llamacpp, not {self.engine}")
         if self.engine != "trtllm" and "backend" in self.model_fields_set and self.backend is not None:
             raise ValueError(f"backend: only for engine trtllm, not {self.engine}")
         if self.engine != "llamacpp" and not self.config:
             raise ValueError(f"config: engine {self.engine} needs a serve-config file")
         if self.engine == "llamacpp" and self.config:
-            raise ValueError("config: llama-server reads no config file; put its flags in compose.yml")
+            raise ValueError("config: llama-server reads no config file; its flags derive from the registry "
+                             "(configs/render.py)")
+        # Another engine's knobs are kept but unused, so switching `engine` stays one setting.
+        known = {k for knobs in ENGINE_KNOBS.values() for k in knobs}
+        unknown = sorted(set(self.knobs) - known)
+        if unknown:
+            raise ValueError(f"knobs: {unknown} are no engine's knobs; {self.engine} has {sorted(ENGINE_KNOBS[self.engine])}")
         return self
 
 
@@ -355,6 +396,18 @@ class Model(_Strict):
         """Prefix of this model's knobs in .env / compose, e.g. QWEN_ for service qwen."""
         return self.serve.service.upper().replace("-", "_") + "_"
 
+    @property
+    def checkpoint(self) -> str:
+        """What the server loads: serve.checkpoint, else the model's id."""
+        return self.serve.checkpoint or self.id
+
+    def knobs(self) -> dict[str, str]:
+        """This deployment's .env knobs (prefixed, e.g. QWEN_KV_CACHE_MAX_TOKENS) and their defaults."""
+        engine = ENGINE_KNOBS[self.serve.engine]
+        values = {"CHECKPOINT": self.checkpoint, **{k: d for k, (_, d) in engine.items()},
+                  **{k: v for k, v in self.serve.knobs.items() if k in engine}}
+        return {self.env_prefix + k: v for k, v in values.items()}
+
     def max_batch_size(self) -> int:
         """How many requests the server runs at once: the serve config's max_batch_size (trtllm)
         or max-num-seqs (vLLM), else the engine's default; llama-server has no config file and
@@ -443,15 +496,36 @@ class Registry(_Strict):
                         f"rule '{other}' of model '{omid}', so routing would be ambiguous"
                     )
         for pname, ids in self.profiles.items():
+            seen: set[str] = set()
             for i, ref in enumerate(ids):
                 name, _, variant = ref.partition("@")
                 model = self.find(name)
                 if model is None:
                     raise ValueError(f"profiles.{pname}[{i}]: '{name}' is not a model id or alias")
+                if model.id in seen:
+                    raise ValueError(f"profiles.{pname}[{i}]: model '{model.id}' is already in the profile "
+                                     "(one engine per model and profile)")
+                seen.add(model.id)
                 if variant and variant not in model.engine_variants:
                     raise ValueError(f"profiles.{pname}[{i}]: model '{model.id}' has no engine variant "
                                      f"'{variant}' (known: {sorted(model.engine_variants)})")
         return self
+
+    @model_validator(mode="after")
+    def _every_deployment_has_its_own_service(self) -> "Registry":
+        services: dict[str, str] = {}
+        for d in self.deployments():
+            where = f"models.{d.id}: service '{d.serve.service}'"
+            if d.serve.service in services:
+                raise ValueError(f"{where} is also the service of '{services[d.serve.service]}'")
+            if d.serve.service in ("router", "build", "check"):
+                raise ValueError(f"{where} is a name compose.yml uses itself")
+            services[d.serve.service] = d.id
+        return self
+
+    def deployments(self) -> list[Model]:
+        """Every model as each engine serves it: one compose service each."""
+        return [d for m in self.models.values() for d in (m, *(m.on_engine(n) for n in m.engine_variants))]
 
     def find(self, name: str) -> Model | None:
         """Exact id or alias, case-insensitive; no substring rules."""

@@ -137,13 +137,17 @@ def check_gpus(gpus: list[Gpu]) -> list[Line]:
     return lines
 
 
+DEPLOYMENT_VARS = ("HF_CACHE", "HF_TOKEN", "ROUTER_PORT")
+
+
 def deployment_env() -> dict[str, str]:
-    """What compose would interpolate: compose.yml defaults, then .env, then this shell's variables."""
+    """What compose would interpolate: the registry's knob defaults, then .env, then this shell's variables."""
     from scripts.plan_memory import deployment_env as env_of
 
     env_file = REPO / ".env"
     env = env_of(env_file if env_file.exists() else None)
-    env.update({k: v for k, v in os.environ.items() if k in env and v})
+    # The model knobs, and the deployment-wide settings the checks below read (compose.yml's).
+    env.update({k: v for k, v in os.environ.items() if (k in env or k in DEPLOYMENT_VARS) and v})
     return env
 
 

@@ -6,7 +6,7 @@ Usage:
     python scripts/plan_memory.py --all --markdown        # the README's table
 
 Inputs: each model's `memory` facts in configs/models.yaml, its serve config (trtllm/*.yaml,
-vllm/*.yaml), and the knobs compose passes it (compose.yml defaults, overridden by --env-file).
+vllm/*.yaml), and the knobs compose passes it (registry defaults, overridden by --env-file).
 vLLM takes gpu-memory-utilization of the GPU's total memory; llama.cpp a KV cache for its whole
 --ctx-size. Models start in profile order
 (compose's depends_on chain), so each one's `free_gpu_memory_fraction` applies to what the ones
@@ -20,17 +20,15 @@ Exit status: 0 fits, 1 does not fit (or cannot run on that GPU), 2 bad input.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from configs.registry import REPO_ROOT, Model, RegistryError, load_registry
+from configs.registry import LLAMACPP_DEFAULT_PARALLEL, REPO_ROOT, Model, RegistryError, load_registry
 
 GIB = 2**30
-COMPOSE_FILE = REPO_ROOT / "compose.yml"
 # Runtime allowance per model in GiB; AutoDeploy also holds torch.compile'd graphs. vLLM: CUDA
 # graphs and activations inside its budget; llama.cpp: compute buffers (estimates, not measured).
 RUNTIME_GIB = {"pytorch": 3.0, "tensorrt": 2.0, "_autodeploy": 4.0, "vllm": 3.0, "llamacpp": 1.0}
@@ -97,9 +95,10 @@ class Plan:
         return not any(m.problems for m in self.models) and self.used_gib <= self.gpu.usable_gib
 
 
-def compose_defaults(path: Path = COMPOSE_FILE) -> dict[str, str]:
-    """${VAR:-default} pairs in compose.yml: what a deployment uses when .env says nothing."""
-    return dict(re.findall(r"\$\{(\w+):-([^}]*)\}", path.read_text(encoding="utf-8")))
+def knob_defaults(registry=None) -> dict[str, str]:
+    """Every deployment's knobs and their registry defaults: what compose passes when .env says nothing."""
+    registry = registry or load_registry()
+    return {k: v for d in registry.deployments() for k, v in d.knobs().items()}
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -115,9 +114,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     return out
 
 
-def deployment_env(env_file: Path | None = None) -> dict[str, str]:
-    """compose.yml's defaults, overridden by the non-empty values of env_file (default ./.env)."""
-    env = compose_defaults()
+def deployment_env(env_file: Path | None = None, registry=None) -> dict[str, str]:
+    """The registry's knob defaults, overridden by the non-empty values of env_file (default ./.env)."""
+    env = knob_defaults(registry)
     env_file = env_file or (Path(".env") if Path(".env").exists() else None)
     if env_file:
         env.update({k: v for k, v in read_env_file(env_file).items() if v})
@@ -170,8 +169,9 @@ def plan_llamacpp(model: Model, env: dict[str, str]) -> ModelPlan:
     ctx = int(k.get("CTX_SIZE") or 0) or mem.native_context   # --ctx-size 0: the training context
     per_token = mem.kv_bytes_per_token(2)                        # f16 cache (llama.cpp's default)
     weights, runtime = mem.weights_gb * 1e9 / GIB, RUNTIME_GIB["llamacpp"]
+    slots = int(k.get("PARALLEL") or -1)                         # -1: auto, 4 slots (docs/engines.md)
     return ModelPlan(model, weights, runtime, "f16", per_token, ctx, ctx * per_token / GIB, 0.0, ctx,
-                     int(k.get("PARALLEL") or 1))
+                     slots if slots > 0 else LLAMACPP_DEFAULT_PARALLEL)
 
 
 def _memory(model: Model):
@@ -310,7 +310,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", choices=sorted(GPUS), help="target GPU")
     parser.add_argument("--gpu-memory-gib", type=float, help="override the GPU's total memory in GiB")
     parser.add_argument("--env-file", type=Path,
-                        help="a .env whose knobs override compose.yml's defaults (default: ./.env if present)")
+                        help="a .env whose knobs override the registry's defaults (default: ./.env if present)")
     parser.add_argument("--all", action="store_true", help="every profile on every GPU")
     parser.add_argument("--markdown", action="store_true", help="one markdown table (for the README)")
 

@@ -165,6 +165,11 @@ def _merge(dst: dict, src: dict) -> None:
             dst[k] = v
 
 
+def compose_defaults(path: Path) -> dict[str, str]:
+    """The ${VAR:-default} pairs of a compose file (tests hold .env.example to them)."""
+    return dict(re.findall(r"\$\{(\w+):-([^}]*)\}", path.read_text(encoding="utf-8")))
+
+
 def write_registry(tmp_path: Path, models: dict | None = None, name: str = "models.yaml", **health) -> Path:
     """A copy of configs/models.yaml with router.health settings and model entries changed
     (models: {id: {section: {field: value}}}, merged deeply)."""

@@ -65,10 +65,10 @@ class Service:
 # --- compose.yml, read the way compose interpolates it ------------------------------------------
 
 def deployment_env(compose: Path, env_file: Path | None, environ: dict[str, str]) -> dict[str, str]:
-    """compose.yml's ${VAR:-default}s, then the .env file, then the process environment (non-empty wins)."""
-    from scripts.plan_memory import compose_defaults, read_env_file
+    """The registry's knob defaults, then the .env file, then the process environment (non-empty wins)."""
+    from scripts.plan_memory import knob_defaults, read_env_file
 
-    env = compose_defaults(compose)
+    env = knob_defaults()
     if env_file is not None and env_file.exists():
         env.update({k: v for k, v in read_env_file(env_file).items() if v})
     env.update({k: v for k, v in environ.items() if k in env and v})
@@ -79,8 +79,19 @@ def interpolate(value: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", lambda m: env.get(m.group(1)) or m.group(2) or "", value)
 
 
+def compose_services(compose: Path) -> dict[str, dict]:
+    """The services of compose.yml and of the files its `include:` names (compose.models.yml)."""
+    doc = yaml.safe_load(compose.read_text(encoding="utf-8")) or {}
+    services = dict(doc.get("services") or {})
+    for entry in doc.get("include") or []:
+        paths = entry.get("path", []) if isinstance(entry, dict) else entry
+        for path in [paths] if isinstance(paths, str) else paths:
+            services.update(compose_services(compose.parent / path))
+    return services
+
+
 def model_services(compose: Path, env: dict[str, str]) -> list[Service]:
-    services = (yaml.safe_load(compose.read_text(encoding="utf-8")) or {}).get("services", {})
+    services = compose_services(compose)
     out = []
     for name, s in services.items():
         if LAUNCHER not in (s.get("entrypoint") or []):
@@ -153,7 +164,7 @@ def check_parsers(svc: Service) -> Row:
             named.append(value)
     if missing:
         return Row(f"{svc.name}: parsers", FAIL, "; ".join(missing),
-                   "pick a registered parser in configs/models.yaml and compose.yml, or change TRTLLM_IMAGE")
+                   "pick a registered parser in configs/models.yaml (python -m configs.render), or change TRTLLM_IMAGE")
     return Row(f"{svc.name}: parsers", PASS, ", ".join(named) + " registered" if named else "none used")
 
 
@@ -218,7 +229,7 @@ def check_service(svc: Service, out_dir: Path) -> list[Row]:
     except (click.ClickException, LaunchError) as err:
         message = err.format_message() if isinstance(err, click.ClickException) else str(err)
         rows.append(Row(f"{svc.name}: flags", FAIL, message,
-                        "remove or rename that flag in compose.yml (and allowed_options.yaml), or change TRTLLM_IMAGE"))
+                        "remove or rename that flag in configs/render.py (compose.yml, allowed_options.yaml), or change TRTLLM_IMAGE"))
         return rows
     rows.append(Row(f"{svc.name}: flags", PASS, f"{len(svc.serve_args)} arguments accepted by trtllm-serve serve"))
     backend = ctx.params.get("backend", "pytorch")

@@ -1,5 +1,6 @@
-"""compose.yml, validated by the real Docker Compose binary and held to the registry and the
-trtllm option facts (trtllm/allowed_options.yaml)."""
+"""compose.yml and the compose.models.yml it includes (rendered from the registry), validated by
+the real Docker Compose binary and held to the registry and each engine's allow-list
+(<engine>/allowed_options.yaml)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from configs.registry import load_registry
-from scripts.plan_memory import compose_defaults, read_env_file
+from configs.registry import ENGINES, load_registry
+from configs.render import COMPOSE_MODELS, compose_text
+from scripts.plan_memory import knob_defaults, read_env_file
+from tests.conftest import compose_defaults
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
 ALLOWED = yaml.safe_load((REPO / "trtllm" / "allowed_options.yaml").read_text())
+ALLOWED_BY_ENGINE = {name: yaml.safe_load((REPO / e.allowed_options).read_text()) for name, e in ENGINES.items()}
 PROFILES = sorted(REGISTRY.profiles)
+NEW_PROFILES = ["nemotron-vllm", "gguf", "embeddings", "mixed"]
 
 
 def compose_binary() -> str:
@@ -32,7 +37,8 @@ def compose_binary() -> str:
 
 
 def run_compose(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "QWEN_", "NEMOTRON_"))}
+    knobs = tuple(knob_defaults())
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_") and k not in knobs}
     return subprocess.run([compose_binary(), "-f", str(REPO / "compose.yml"), *args], cwd=REPO,
                           env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
 
@@ -50,7 +56,7 @@ def profile(request):
 
 def trtllm_services(cfg: dict) -> dict[str, dict]:
     """Model services: the ones trtllm/launch.py starts."""
-    return {name: s for name, s in cfg["services"].items() if "/app/trtllm/launch.py" in s.get("entrypoint", [])}
+    return {name: s for name, s in cfg["services"].items() if "/app/trtllm/launch.py" in (s.get("entrypoint") or [])}
 
 
 def serve_command(service: dict) -> list[str]:
@@ -70,25 +76,46 @@ def test_the_compose_file_validates_against_the_compose_spec_schema():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_the_compose_models_file_is_rendered_from_the_registry():
+    # Drift: the committed file is what `python -m configs.render` writes now.
+    assert COMPOSE_MODELS.read_text() == compose_text(REGISTRY), "compose.models.yml is stale: run python -m configs.render"
+    assert "compose.models.yml" in yaml.safe_load((REPO / "compose.yml").read_text())["include"]
+
+
 def test_a_broken_dependency_is_caught_by_the_binary(tmp_path):
-    # Proof the validation above can fail: the same file with a depends_on on a missing service.
-    text = (REPO / "compose.yml").read_text().replace("      qwen:\n        condition: service_healthy",
-                                                       "      qwen-typo:\n        condition: service_healthy")
-    broken = tmp_path / "compose.yml"
-    broken.write_text(text)
-    out = subprocess.run([compose_binary(), "-f", str(broken), "--project-directory", str(REPO),
-                          "--profile", "multi", "config", "-q"], capture_output=True, text=True, timeout=60)
+    # Proof the validation above can fail: the same files with a depends_on on a missing service.
+    # (required: true - an optional dependency on a missing service is what `required: false` allows)
+    text = COMPOSE_MODELS.read_text().replace("      qwen:\n        condition: service_healthy\n        required: false",
+                                               "      qwen-typo:\n        condition: service_healthy\n        required: true")
+    assert "qwen-typo" in text
+    (tmp_path / "compose.models.yml").write_text(text)
+    (tmp_path / "compose.yml").write_text((REPO / "compose.yml").read_text().replace("  - monitoring/compose.yml\n", ""))
+    out = subprocess.run([compose_binary(), "-f", str(tmp_path / "compose.yml"), "--profile", "multi", "config", "-q"],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "qwen-typo" in out.stderr
 
 
-def test_each_profile_runs_its_registry_models_and_one_router(profile):
+def model_services(cfg: dict) -> dict[str, dict]:
+    return {n: s for n, s in cfg["services"].items() if n not in ("router", "build", "check")}
+
+
+def test_each_profile_runs_its_registry_models_and_the_one_router(profile):
     name, cfg = profile
-    services = trtllm_services(cfg)
-    assert sorted(services) == sorted(m.serve.service for m in REGISTRY.profile(name))
-    routers = [s for s in cfg["services"].values() if "openresty" in s["image"]]
-    assert len(routers) == 1
-    env = routers[0]["environment"]
-    assert env["ROUTER_MODELS"].split(",") == [m.id for m in REGISTRY.profile(name)]
+    if name in ("check", "build"):
+        return
+    assert sorted(model_services(cfg)) == sorted(m.serve.service for m in REGISTRY.profile(name))
+    routers = [n for n, s in cfg["services"].items() if "openresty" in s["image"]]
+    assert routers == ["router"]
+    # Empty: the router serves what runs (nginx/lua/registry.lua discover; tests/router/test_deployment.py).
+    assert cfg["services"]["router"]["environment"]["ROUTER_MODELS"] == ""
+
+
+def test_every_profile_of_the_registry_and_only_those_name_model_services():
+    services = yaml.safe_load(COMPOSE_MODELS.read_text())["services"]
+    named = {p for n, s in services.items() if n != "router" for p in s["profiles"]}
+    assert named == set(REGISTRY.profiles)
+    assert set(NEW_PROFILES) <= named
+    assert services["router"]["profiles"] == sorted(REGISTRY.profiles), "one router serves every profile"
 
 
 def test_the_router_publishes_port_8000_and_mounts_our_nginx_tree(profile):
@@ -100,12 +127,21 @@ def test_the_router_publishes_port_8000_and_mounts_our_nginx_tree(profile):
                       "/router/registry.json": ("nginx/registry.json", True), "/router/ui": ("nginx/ui", True),
                       "/router/keys": ("keys", True)}
     assert "openresty -p /router -c conf/nginx.conf" in " ".join(router["entrypoint"])
-    assert "router" in router["networks"]["default"]["aliases"]
-    assert "depends_on" not in router, "the router must come up at once and answer 503 while models load"
+    # Started once the model containers are (their names resolve), never gated on their health:
+    # it answers 503 while they load; required: false lets a profile without a model start.
+    deps = router.get("depends_on", {})
+    assert set(deps) == {d.serve.service for d in REGISTRY.deployments()}
+    assert all(d["condition"] == "service_started" and d["required"] is False for d in deps.values())
 
 
 def test_model_services_get_the_gpu_ipc_ulimits_cache_and_a_health_check(profile):
     _, cfg = profile
+    for name, s in model_services(cfg).items():
+        assert s["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"], name
+        assert "/root/.cache/huggingface" in {v["target"] for v in s["volumes"]}, name
+        assert s["healthcheck"]["test"][-1].find("localhost:8000/health") >= 0, name
+        assert _seconds(s["healthcheck"]["start_period"]) >= 3600, name
+        assert "ports" not in s, "models are reached through the router only"
     for name, s in trtllm_services(cfg).items():
         devices = s["deploy"]["resources"]["reservations"]["devices"]
         assert devices == [{"driver": "nvidia", "count": -1, "capabilities": ["gpu"]}], name
@@ -145,7 +181,9 @@ def test_the_nemotron_profile_does_not_need_qwen():
 
 def test_serve_commands_match_the_registry(profile):
     name, cfg = profile
-    for model in REGISTRY.profile(name):
+    for model in REGISTRY.profile(name) if name in REGISTRY.profiles else []:
+        if model.serve.engine != "trtllm":
+            continue
         s = cfg["services"][model.serve.service]
         cmd = serve_command(s)
         assert cmd[:3] == ["trtllm-serve", "serve", model.serve.checkpoint or model.id]
@@ -180,18 +218,18 @@ def test_the_image_tag_is_pinned_in_one_place_and_matches_the_allow_list():
     assert read_env_file(REPO / ".env.example")["TRTLLM_IMAGE"] == ALLOWED["image"]
 
 
-def test_env_example_lists_every_knob_with_the_compose_default():
-    text = (REPO / "compose.yml").read_text()
-    defaults = compose_defaults(REPO / "compose.yml")
+def test_env_example_lists_every_knob_with_its_default():
     env_example = read_env_file(REPO / ".env.example")
+    # Per-model knobs: the registry's defaults (the block configs/render.py writes).
+    knobs = knob_defaults()
+    assert {k: env_example.get(k) for k in knobs} == knobs
+    # The rest (images, paths, router): the compose files' own defaults.
+    defaults = {k: v for f in ("compose.yml", "compose.models.yml")
+                for k, v in compose_defaults(REPO / f).items() if k not in knobs}
     missing = sorted(set(defaults) - set(env_example))
     assert not missing, f".env.example lacks {missing}"
     differ = {k: (defaults[k], env_example[k]) for k in defaults if env_example[k] != defaults[k]}
     assert not differ, f"compose default vs .env.example: {differ}"
-    for model in REGISTRY.models.values():
-        if model.serve.service in text:
-            for knob in ("KV_CACHE_MAX_TOKENS", "KV_CACHE_FRACTION", "MAX_SEQ_LEN", "MAX_BATCH_SIZE", "CHECKPOINT"):
-                assert model.env_prefix + knob in env_example
 
 
 def test_env_knobs_reach_the_model_container():
@@ -205,7 +243,8 @@ def test_env_knobs_reach_the_model_container():
 
 
 def every_profile() -> list[str]:
-    services = yaml.safe_load((REPO / "compose.yml").read_text())["services"]
+    services = {**yaml.safe_load((REPO / "compose.yml").read_text())["services"],
+                **yaml.safe_load(COMPOSE_MODELS.read_text())["services"]}
     return sorted({p for s in services.values() for p in s.get("profiles", [])})
 
 
@@ -232,3 +271,108 @@ def test_the_check_profile_runs_our_checker_in_the_image_offline_on_the_gpu():
     mounts = {v["target"]: v.get("read_only", False) for v in check["volumes"]}
     assert mounts == {"/workspace": True, "/root/.cache/huggingface": True}
     assert check["working_dir"] == "/workspace" and "--compose" in check["command"]
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    return resolved("mixed")
+
+
+def test_mixed_serves_qwen_on_trtllm_nemotron_on_vllm_a_gguf_and_embeddings(mixed):
+    engines = {m.serve.service: m.serve.engine for m in REGISTRY.profile("mixed")}
+    assert engines == {"qwen": "trtllm", "nemotron-vllm": "vllm", "qwen3-8b-gguf": "llamacpp", "embeddings": "llamacpp"}
+    for svc, engine in engines.items():
+        assert mixed["services"][svc]["image"] == ALLOWED_BY_ENGINE[engine]["image"], svc
+    # Start order: each waits for the one before it to be healthy.
+    order = list(engines)
+    assert "depends_on" not in mixed["services"][order[0]]
+    for before, svc in zip(order, order[1:]):
+        dep = mixed["services"][svc]["depends_on"][before]
+        assert dep["condition"] == "service_healthy" and dep["required"] is False
+
+
+def test_the_vllm_service_follows_nvidias_spark_recipe(mixed):
+    model = REGISTRY.deployment("nemotron@vllm")
+    s = mixed["services"]["nemotron-vllm"]
+    assert s["command"][:3] == ["/bin/sh", "/app/vllm/serve.sh", model.id]
+    flags = s["command"][3:]
+    pairs = dict(zip(flags, flags[1:]))
+    assert pairs["--config"] == "/app/" + model.serve.config and (REPO / model.serve.config).exists()
+    assert pairs["--reasoning-parser"] == "nano_v3" and pairs["--tool-call-parser"] == "qwen3_coder"
+    assert pairs["--served-model-name"] == model.id and "--trust-remote-code" in flags
+    assert s["environment"]["REASONING_PARSER_PLUGIN"] == "nano_v3_reasoning_parser.py"
+    assert s["environment"]["VLLM_USE_FLASHINFER_MOE_FP4"] == "1"
+    assert "/health" in s["healthcheck"]["test"][-1] and s["ipc"] == "host"
+    assert {v["target"] for v in s["volumes"]} == {"/root/.cache/huggingface", "/app/vllm"}
+
+
+def test_the_llamacpp_services_serve_the_gguf_from_the_hf_cache(mixed):
+    gguf, emb = mixed["services"]["qwen3-8b-gguf"], mixed["services"]["embeddings"]
+    for s, model in ((gguf, REGISTRY.find("qwen3-8b")), (emb, REGISTRY.find("qwen3-embedding"))):
+        pairs = dict(zip(s["command"], s["command"][1:]))
+        assert pairs["-hf"] == model.serve.checkpoint and pairs["--alias"] == model.id
+        assert pairs["--host"] == "0.0.0.0" and pairs["--port"] == "8000"
+        assert s["environment"]["LLAMA_CACHE"].startswith("/root/.cache/huggingface/")
+        assert s["healthcheck"]["test"][:2] == ["CMD", "curl"]
+    assert "--jinja" in gguf["command"] and dict(zip(gguf["command"], gguf["command"][1:]))["--reasoning-format"] == "deepseek"
+    epairs = dict(zip(emb["command"], emb["command"][1:]))
+    assert "--embeddings" in emb["command"] and epairs["--pooling"] == "last"
+    assert epairs["--ubatch-size"] == epairs["--ctx-size"], "a pooled input must fit one ubatch"
+    assert "--jinja" not in emb["command"]
+
+
+def engine_flags(service: dict, engine: str) -> list[str]:
+    cmd = service["command"]
+    if engine == "trtllm":
+        return [a for a in serve_command(service) if a.startswith("--")]
+    return [a for a in cmd if a.startswith("-") and not a.lstrip("-").replace(".", "").isdigit()]
+
+
+@pytest.mark.parametrize("name", NEW_PROFILES)
+def test_every_flag_of_every_engine_is_in_its_allow_list(name):
+    cfg = resolved(name)
+    for model in REGISTRY.profile(name):
+        s = cfg["services"][model.serve.service]
+        allowed = ALLOWED_BY_ENGINE[model.serve.engine]
+        unknown = [f for f in engine_flags(s, model.serve.engine) if f not in allowed["cli_flags"]]
+        assert not unknown, f"{model.serve.service}: not in {model.engine.allowed_options}: {unknown}"
+        engine_env = {k for k in s["environment"] if k.startswith(("VLLM_", "LLAMA_"))}
+        assert engine_env <= set(allowed.get("env", {})), model.serve.service
+
+
+def test_knobs_reach_the_vllm_and_llamacpp_services():
+    cfg = resolved("mixed", env={"NEMOTRON_VLLM_GPU_MEMORY_UTILIZATION": "0.5", "QWEN3_8B_GGUF_CTX_SIZE": "16384",
+                                 "EMBEDDINGS_CHECKPOINT": "Qwen/Qwen3-Embedding-0.6B-GGUF:F16"})
+    assert cfg["services"]["nemotron-vllm"]["environment"]["GPU_MEMORY_UTILIZATION"] == "0.5"
+    gguf = cfg["services"]["qwen3-8b-gguf"]["command"]
+    assert gguf[gguf.index("--ctx-size") + 1] == "16384"
+    emb = cfg["services"]["embeddings"]["command"]
+    assert emb[emb.index("-hf") + 1] == "Qwen/Qwen3-Embedding-0.6B-GGUF:F16"
+
+
+def test_vllm_serve_sh_turns_knobs_and_the_plugin_into_flags(tmp_path):
+    # serve.sh with a stand-in `vllm` that prints its arguments; a checkpoint directory holds the plugin.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (bin_dir / "vllm").chmod(0o755)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "GPU_MEMORY_UTILIZATION": "0.4", "MAX_MODEL_LEN": "",
+           "REASONING_PARSER_PLUGIN": "nano_v3_reasoning_parser.py"}
+    out = subprocess.run(["/bin/sh", str(REPO / "vllm" / "serve.sh"), str(ckpt), "--port", "8000"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:-1] == ["serve", str(ckpt), "--port", "8000", "--gpu-memory-utilization", "0.4",
+                                            "--reasoning-parser-plugin", f"{ckpt}/nano_v3_reasoning_parser.py"]
+
+
+def test_a_model_in_no_profile_is_refused_when_compose_is_rendered():
+    from configs.registry import RegistryError, parse_registry
+    from configs.render import compose_config
+
+    data = yaml.safe_load((REPO / "configs" / "models.yaml").read_text())
+    data["profiles"]["gguf"] = ["qwen3-embedding"]
+    data["profiles"]["mixed"].remove("Qwen/Qwen3-8B-GGUF")
+    with pytest.raises(RegistryError, match="service 'qwen3-8b-gguf' is in no profile"):
+        compose_config(parse_registry(data))

@@ -14,7 +14,8 @@ import yaml
 
 from configs.registry import load_registry
 from configs.render import PROMETHEUS_YML, prometheus_config
-from scripts.plan_memory import compose_defaults, read_env_file
+from scripts.plan_memory import read_env_file
+from tests.conftest import compose_defaults
 from tests.compose.test_compose import compose_binary
 from tests.conftest import QWEN
 

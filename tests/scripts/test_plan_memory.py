@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from configs.registry import load_registry
-from scripts.plan_memory import GIB, GPUS, compose_defaults, deployment_env, plan
+from scripts.plan_memory import GIB, GPUS, deployment_env, knob_defaults, plan
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = load_registry()
-DEFAULTS = compose_defaults()
+DEFAULTS = knob_defaults()
 
 
 def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -115,3 +115,20 @@ def test_the_plan_follows_the_kv_format_a_downloaded_checkpoint_declares(tmp_pat
 
     assert "262,144 tok fp8" in qwen_plan(tmp_path / "hub")
     assert "262,144 tok bf16" in qwen_plan(tmp_path / "empty"), "not downloaded: the registry's format"
+
+
+@pytest.mark.parametrize("profile", ["nemotron-vllm", "gguf", "embeddings", "mixed"])
+def test_the_profiles_of_other_engines_are_planned_from_their_registry_knobs(profile):
+    out = run("--profile", profile, "--gpu", "gb10", "--env-file", "/dev/null")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for m in REGISTRY.profile(profile):
+        assert m.id in out.stdout, out.stdout
+
+
+def test_a_llamacpp_context_knob_changes_its_kv_cache():
+    env = {**DEFAULTS, "QWEN3_8B_GGUF_CTX_SIZE": "8192"}
+    small = plan(REGISTRY, "gguf", GPUS["gb10"], env).models[0]
+    default = plan(REGISTRY, "gguf", GPUS["gb10"], DEFAULTS).models[0]
+    assert small.kv_tokens == 8192 and default.kv_tokens == 32768
+    assert small.kv_gib == pytest.approx(default.kv_gib / 4)
+    assert default.max_batch_size == 4, "--parallel -1: llama-server's auto, 4 slots"

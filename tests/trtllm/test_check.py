@@ -22,8 +22,10 @@ FAKE_IMAGE = Path(__file__).resolve().parent / "fake_image"
 
 @pytest.fixture
 def repo(tmp_path) -> Path:
-    """compose.yml and trtllm/ copied, so a test can break one file."""
-    shutil.copy(REPO / "compose.yml", tmp_path / "compose.yml")
+    """compose.yml (and the compose.models.yml it includes) and trtllm/ copied, so a test can break one file."""
+    for name in ("compose.yml", "compose.models.yml", "monitoring/compose.yml"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "trtllm", tmp_path / "trtllm", ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 

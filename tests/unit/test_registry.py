@@ -143,6 +143,8 @@ def _shipped() -> dict:
     (lambda d: d["models"]["Qwen/Qwen3-Embedding-0.6B-GGUF"].update(reasoning={"mode": "tags"}), "does not generate text"),
     (lambda d: d["profiles"].update(x=["nemotron@sglang"]), "has no engine variant 'sglang'"),
     (lambda d: d["models"][QWEN]["serve"].update(engine="tgi"), "serve.engine"),
+    (lambda d: d["models"][QWEN]["serve"]["knobs"].update(KV_CAP="1"), "serve: knobs: ['KV_CAP'] are no engine's knobs"),
+    (lambda d: d["profiles"].update(x=["qwen", "qwen3"]), "profiles.x[1]: model 'nvidia/Qwen3-30B-A3B-FP4' is already"),
 ])
 def test_engine_mistakes_are_refused_naming_the_field(change, where):
     data = _shipped()
@@ -161,3 +163,18 @@ def test_an_engine_variant_serves_the_same_model_with_its_engine_facts():
     assert vllm.serve.engine == "vllm" and vllm.upstreams == ("nemotron-vllm:8000",)
     assert vllm.request.drop == ENGINES["vllm"].drop == () and base.request.drop == ENGINES["trtllm"].drop
     assert vllm.engine.generate_probe is None and base.engine.generate_probe == "/health_generate"
+
+
+def test_knob_defaults_come_from_the_registry_and_follow_the_engine():
+    reg = load_registry()
+    assert reg.find("qwen").knobs()["QWEN_KV_CACHE_MAX_TOKENS"] == "262144"
+    nemotron = reg.find("nemotron").id
+    assert reg.deployment("nemotron@vllm").knobs() == {
+        "NEMOTRON_VLLM_CHECKPOINT": nemotron, "NEMOTRON_VLLM_GPU_MEMORY_UTILIZATION": "",
+        "NEMOTRON_VLLM_MAX_MODEL_LEN": ""}
+    # Switching the engine is one setting: the other engine's knobs stay, unused.
+    data = _shipped()
+    data["models"][QWEN]["serve"].update(engine="vllm", config="vllm/nemotron-3-nano-30b-a3b-nvfp4.yaml")
+    del data["models"][QWEN]["serve"]["backend"]
+    assert set(parse_registry(data).models[QWEN].knobs()) == {"QWEN_CHECKPOINT", "QWEN_GPU_MEMORY_UTILIZATION",
+                                                                "QWEN_MAX_MODEL_LEN"}
