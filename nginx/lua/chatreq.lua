@@ -21,7 +21,8 @@ local match = string.match
 local null = cjson.null
 
 local EFFORT = { none = false, minimal = false, low = true, medium = true, high = true }
-local SAMPLING_KEYS = { "temperature", "top_p", "top_k" }
+local CHAT_SAMPLING = { "temperature", "top_p", "top_k" }
+local RESPONSES_SAMPLING = { "temperature", "top_p" }   -- ResponsesRequest has no top_k
 
 local encode = jsonbody.encode
 
@@ -123,6 +124,17 @@ local function set_in_object(ed, key, inner_key, raw_value)
     return jsonbody.set(ed, key, "{" .. encode(inner_key) .. ":" .. raw_value .. "}")
 end
 
+-- The model card's sampling values for the thinking mode, where the request sets none.
+local function sampling_defaults(ed, req, reasoning, thinking, keys)
+    local sampling = thinking and reasoning.sampling_thinking or reasoning.sampling_non_thinking
+    for _, key in ipairs(keys) do
+        local v = sampling and sampling[key]
+        if v ~= nil and (req[key] == nil or req[key] == null) then
+            jsonbody.set(ed, key, tostring(v))
+        end
+    end
+end
+
 -- ed: jsonbody.editor of the body; kind: "chat" or "completions"; variant: the registry variant
 -- the request named, or nil. req has passed reqcheck.check (field types), which the edits
 -- below rely on (an array where an object is edited would fail in jsonbody).
@@ -220,13 +232,7 @@ function _M.rewrite(ed, req, model, kind, variant)
     end
     info.thinking = thinking
 
-    local sampling = thinking and reasoning.sampling_thinking or reasoning.sampling_non_thinking
-    for _, key in ipairs(SAMPLING_KEYS) do
-        local v = sampling and sampling[key]
-        if v ~= nil and (req[key] == nil or req[key] == null) then
-            jsonbody.set(ed, key, tostring(v))
-        end
-    end
+    sampling_defaults(ed, req, reasoning, thinking, CHAT_SAMPLING)
 
     if (model.request or {}).tool_choice_auto and type(req.tools) == "table" and #req.tools > 0
         and (req.tool_choice == nil or req.tool_choice == null) then
@@ -240,7 +246,7 @@ end
 -- a request can carry is the template's own text one: /think or /no_think closing
 -- `instructions` (the system message; Qwen3 reads it there as in a user message). The wish is
 -- reasoning.effort (none/minimal -> off), overruled by a variant; sampling defaults as for chat
--- (temperature and top_p: Responses has no top_k). Returns info { thinking }, or nil and an error
+-- (RESPONSES_SAMPLING). Returns info { thinking }, or nil and an error
 -- for a model that cannot be switched this way.
 function _M.rewrite_responses(ed, req, model, variant)
     local reasoning = model.reasoning or {}
@@ -270,13 +276,7 @@ function _M.rewrite_responses(ed, req, model, variant)
         local sep = (instructions == "" or match(instructions, "\n$")) and "" or "\n"
         jsonbody.set(ed, "instructions", encode(instructions .. sep .. (thinking and "/think" or "/no_think")))
     end
-    local sampling = thinking and reasoning.sampling_thinking or reasoning.sampling_non_thinking
-    for _, key in ipairs({ "temperature", "top_p" }) do
-        local v = sampling and sampling[key]
-        if v ~= nil and (req[key] == nil or req[key] == null) then
-            jsonbody.set(ed, key, tostring(v))
-        end
-    end
+    sampling_defaults(ed, req, reasoning, thinking, RESPONSES_SAMPLING)
     return { thinking = thinking }
 end
 

@@ -78,12 +78,11 @@ function _M.get_model()
     local name = ngx.unescape_uri(sub(ngx_var.uri, #"/v1/models/" + 1))
     local model, _, variant = registry.resolve(reg, name)
     if not model or not model.deployed then
-        local visible = who ~= true and function(m) return guard.visible(who, m) end or nil
         return send_error(404, "The model '" .. echo(name) .. "' does not exist. Available models: "
-            .. registry.deployed_names(reg, visible), nil, "model", "model_not_found")
+            .. registry.deployed_names(reg, guard.scope(who)), nil, "model", "model_not_found")
     end
-    if not guard.visible(who, model) then
-        return guard.refuse_model(model)
+    if not guard.allow_model(who, model) then
+        return
     end
     local entries = model_entries(model)
     for _, entry in ipairs(entries) do

@@ -74,14 +74,28 @@ function _M.authenticate(rc)
     return entry
 end
 
--- May this key (authenticate's answer) see the model? (true with keys off)
+-- May this key (authenticate's answer; true or nil with keys off) see the model?
 function _M.visible(entry, model)
-    return entry == true or keys.allows(entry, model.id)
+    return entry == nil or entry == true or keys.allows(entry, model.id)
 end
 
-function _M.refuse_model(model)
-    return send_error(403, "This API key may not use the model '" .. model.id .. "'", "invalid_request_error",
+-- The key's scope as a predicate on models (registry.deployed_names: an error lists only what
+-- the key may use), or nil when it may see every model.
+function _M.scope(entry)
+    if entry == nil or entry == true or entry.all then
+        return nil
+    end
+    return function(model) return keys.allows(entry, model.id) end
+end
+
+-- True when the key may use the model; else false after answering 403 model_not_allowed.
+function _M.allow_model(entry, model)
+    if _M.visible(entry, model) then
+        return true
+    end
+    send_error(403, "This API key may not use the model '" .. model.id .. "'", "invalid_request_error",
         "model", "model_not_allowed")
+    return false
 end
 
 local function hold(flag)

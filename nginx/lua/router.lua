@@ -209,7 +209,7 @@ local function resolve_model(name, key)
     if type(name) ~= "string" or name == "" then
         return send_error(400, "'model' must be a non-empty string", nil, "model", "invalid_model")
     end
-    local visible = key and function(m) return guard.visible(key, m) end
+    local visible = guard.scope(key)
     local model, why, variant = registry.resolve(reg, name)
     if not model then
         local msg = why == "ambiguous"
@@ -269,11 +269,8 @@ local function by_response_id(rc, id)
             nil, nil, "method_not_allowed", { Allow = "GET, DELETE" })
     end
     local model = sticky(rc, id, nil, nil)
-    if not model then
+    if not model or not guard.allow_model(rc.key, model) then
         return
-    end
-    if rc.key and not guard.visible(rc.key, model) then
-        return guard.refuse_model(model)
     end
     if method == "DELETE" then
         rc.forget = id
@@ -334,11 +331,8 @@ function _M.access()
     end
     local name = req.model
     local model, variant = resolve_model(name, rc.key)
-    if not model then
+    if not model or not guard.allow_model(rc.key, model) then
         return
-    end
-    if rc.key and not guard.visible(rc.key, model) then
-        return guard.refuse_model(model)
     end
     local endpoint = sub(ngx_var.uri, 5)   -- after "/v1/"
     if not registry.serves(model, endpoint) then
